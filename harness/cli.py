@@ -1,0 +1,146 @@
+"""The command line: the only module that prints, parses options and turns errors into exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import EXIT_USAGE, HarnessError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help="Benchmark Flink (continuous), Spark Structured Streaming (micro-batch) and an hourly batch job "
+         "on the same seeded Kafka load, checked against ground truth.\n\n"
+         "Start with `harness run scenarios/quick.yaml`; the embedded Kafka and PostgreSQL start by themselves.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="The embedded Kafka broker (KRaft) and PostgreSQL server.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures (never timed assertions).", no_args_is_help=True)
+scenario_app = typer.Typer(help="Scenario files: check them before a run.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(bench_app, name="bench")
+app.add_typer(scenario_app, name="scenario")
+
+out = Console()
+err = Console(stderr=True)
+
+BootstrapOpt = typer.Option(None, "--bootstrap-servers", envvar="HARNESS_BOOTSTRAP_SERVERS",
+                            help="Use this Kafka-protocol broker (Redpanda, a managed Kafka) instead of the embedded one.")
+DsnOpt = typer.Option(None, "--postgres-dsn", envvar="HARNESS_POSTGRES_DSN",
+                      help="Use this PostgreSQL (postgresql://user:pass@host:port/db) instead of the embedded one.")
+
+
+def user_errors(fn: F) -> F:
+    """Turn HarnessError into a red message and its exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            if exc.hint:
+                err.print(f"  [yellow]hint:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            raise typer.Exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def say(message: str) -> None:
+    err.print(f"[dim]·[/] {message}", highlight=False)
+
+
+# -- stack ------------------------------------------------------------------------------------------
+@stack_app.command("up")
+@user_errors
+def stack_up(
+    kafka_port: Optional[int] = typer.Option(None, help="Broker port on 127.0.0.1 (default: the last one, else a free one)."),
+    postgres_port: Optional[int] = typer.Option(None, help="PostgreSQL port on 127.0.0.1 (default: as for Kafka)."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+    postgres_dsn: Optional[str] = DsnOpt,
+) -> None:
+    """Start the embedded broker and database (those not given as external) and wait until both serve."""
+    import time
+
+    from harness.stack import probes
+    from harness.stack.embedded import EmbeddedStack
+
+    t = time.monotonic()
+    if bootstrap_servers:
+        probes.check_reachable_kafka(bootstrap_servers)
+        probes.probe_kafka(bootstrap_servers)
+    if postgres_dsn:
+        probes.check_reachable_postgres(postgres_dsn)
+        probes.probe_postgres(postgres_dsn)
+    stack = EmbeddedStack()
+    stack.up(kafka=not bootstrap_servers, postgres=not postgres_dsn, kafka_port=kafka_port,
+             postgres_port=postgres_port, progress=say)
+    _print_status(stack, bootstrap_servers, postgres_dsn)
+    out.print(f"stack up in {time.monotonic() - t:.1f} s (data and logs in {stack.root})")
+
+
+@stack_app.command("down")
+@user_errors
+def stack_down() -> None:
+    """Stop the embedded broker and database; no process is left behind. Data stays for the next `up`."""
+    from harness.stack.embedded import EmbeddedStack
+
+    stack = EmbeddedStack()
+    stopped = stack.down()
+    out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack_app.command("status")
+@user_errors
+def stack_status(bootstrap_servers: Optional[str] = BootstrapOpt, postgres_dsn: Optional[str] = DsnOpt) -> None:
+    """Show what runs and where; with external services, check that they answer (exit 2 if not)."""
+    from harness.stack import probes
+    from harness.stack.embedded import EmbeddedStack
+
+    if bootstrap_servers:
+        probes.check_reachable_kafka(bootstrap_servers)
+    if postgres_dsn:
+        probes.check_reachable_postgres(postgres_dsn)
+    stack = EmbeddedStack()
+    _print_status(stack, bootstrap_servers, postgres_dsn)
+    if not (bootstrap_servers or stack.kafka_running()) or not (postgres_dsn or stack.postgres_running()):
+        raise typer.Exit(3)
+
+
+def _print_status(stack: Any, bootstrap: str | None, dsn: str | None) -> None:
+    from harness.stack.probes import redact
+
+    table = Table(title="services", show_header=True)
+    for col in ("service", "source", "state", "address", "pid"):
+        table.add_column(col, overflow="fold")
+    if bootstrap:
+        table.add_row("kafka", "external", "reachable", bootstrap, "-")
+    else:
+        running = stack.kafka_running()
+        table.add_row("kafka", "embedded", "running" if running else "stopped",
+                      str(stack.state.kafka.get("bootstrap", "-")), str(stack.state.kafka.get("pid", "-")) if running else "-")
+    if dsn:
+        table.add_row("postgres", "external", "reachable", redact(dsn), "-")
+    else:
+        running = stack.postgres_running()
+        table.add_row("postgres", "embedded", "running" if running else "stopped",
+                      str(stack.state.postgres.get("dsn", "-")), str(stack.state.postgres.get("pid", "-")) if running else "-")
+    out.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m harness`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Where things live on disk. Every location can be moved with an environment variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(var: str, default: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value).resolve() if value else default
+
+
+def stack_dir() -> Path:
+    """Data and logs of the embedded Kafka and PostgreSQL (HARNESS_STACK_DIR)."""
+    return _env_path("HARNESS_STACK_DIR", PROJECT_ROOT / ".stack")
+
+
+def jars_dir() -> Path:
+    """Jars that Maven copied from jvm/pom.xml, one folder per classpath (HARNESS_JARS_DIR)."""
+    return _env_path("HARNESS_JARS_DIR", PROJECT_ROOT / ".cache" / "jars")
+
+
+def results_dir() -> Path:
+    """One folder per run (HARNESS_RESULTS_DIR)."""
+    return _env_path("HARNESS_RESULTS_DIR", PROJECT_ROOT / "results")
+
+
+def pipelines_dir() -> Path:
+    return PROJECT_ROOT / "pipelines"
