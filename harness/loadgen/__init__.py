@@ -1,0 +1,1 @@
+"""The deterministic, seeded load: schedule (when), events (what), encoding (bytes), generator (sending)."""

@@ -1,0 +1,116 @@
+"""Event i as a pure function of (seed, scenario, i), computed a block at a time with counter-based hashing.
+
+Only `sent_at` (stamped at hand-off) and the time base differ between two runs of one scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.loadgen.schedule import Schedule
+from harness.scenario import Scenario
+
+KIND_NORMAL = 0
+KIND_OUT_OF_ORDER = 1
+KIND_LATE = 2
+# Malformed kinds: every engine and checker applies the rule in README "What counts as malformed".
+MALFORMED_KINDS = (
+    "invalid_json",          # not parseable as JSON at all
+    "missing_field",         # valid JSON object without `value`
+    "null_event_time",       # event_time is null
+    "key_not_string",        # key is a JSON number
+    "value_not_integer",     # value is a numeric string, a float or a boolean
+    "event_time_not_integer",  # event_time is a numeric string or a float
+)
+KIND_MALFORMED_FIRST = 3
+KIND_NAMES = ("normal", "out_of_order", "late") + MALFORMED_KINDS
+HEARTBEAT_KEY = "__heartbeat__"
+VALUE_MAX = 1000
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def uniform(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
+    """A uniform [0, 1) draw per index for one named stream: the same (seed, stream, i) gives the same number."""
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ np.uint64((stream * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF))
+        h = _splitmix64(index.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03) ^ base)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+# One stream per attribute, so changing how one attribute is drawn never shifts another.
+S_KIND, S_MALFORMED, S_DELAY, S_KEY, S_VALUE = 1, 2, 3, 4, 5
+
+
+@dataclass
+class EventBlock:
+    """Events start..start+len-1, columnar. Offsets are milliseconds since the time base."""
+
+    event_id: np.ndarray     # int64
+    due_ms: np.ndarray       # float64: intended send offset
+    key_idx: np.ndarray      # int64
+    value: np.ndarray        # int64, 1..VALUE_MAX
+    event_ms: np.ndarray     # int64: event-time offset (may precede 0 for delayed events near the start)
+    kind: np.ndarray         # int8: KIND_* (malformed kinds from KIND_MALFORMED_FIRST)
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+
+def key_name(idx: int) -> str:
+    return f"k{idx:06d}"
+
+
+class EventModel:
+    def __init__(self, scenario: Scenario, schedule: Schedule | None = None) -> None:
+        self.s = scenario
+        self.schedule = schedule or Schedule.for_scenario(scenario)
+        load = scenario.load
+        if load.key_distribution == "zipf":
+            ranks = np.arange(1, load.keys + 1, dtype=np.float64)
+            w = ranks ** (-load.zipf_s)
+            self._key_cdf: np.ndarray | None = np.cumsum(w) / w.sum()
+        else:
+            self._key_cdf = None
+
+    @property
+    def count(self) -> int:
+        return self.schedule.count
+
+    def block(self, start: int, stop: int) -> EventBlock:
+        s, load = self.s, self.s.load
+        idx = np.arange(start, stop, dtype=np.int64)
+        due = self.schedule.due_ms(start, stop)
+        u_key = uniform(s.seed, S_KEY, idx)
+        if self._key_cdf is None:
+            key_idx = np.minimum((u_key * load.keys).astype(np.int64), load.keys - 1)
+        else:
+            key_idx = np.minimum(np.searchsorted(self._key_cdf, u_key, side="right"), load.keys - 1).astype(np.int64)
+        value = 1 + np.minimum((uniform(s.seed, S_VALUE, idx) * VALUE_MAX).astype(np.int64), VALUE_MAX - 1)
+        u_kind = uniform(s.seed, S_KIND, idx)
+        mf, lf, of = load.malformed_fraction, load.late.fraction, load.out_of_order.fraction
+        kind = np.full(len(idx), KIND_NORMAL, dtype=np.int8)
+        kind[u_kind < mf + lf + of] = KIND_OUT_OF_ORDER
+        kind[u_kind < mf + lf] = KIND_LATE
+        malformed = u_kind < mf
+        sub = np.minimum((uniform(s.seed, S_MALFORMED, idx) * len(MALFORMED_KINDS)).astype(np.int64),
+                         len(MALFORMED_KINDS) - 1)
+        kind[malformed] = (KIND_MALFORMED_FIRST + sub[malformed]).astype(np.int8)
+        event_ms = np.floor(due).astype(np.int64)
+        ooo = kind == KIND_OUT_OF_ORDER
+        if ooo.any():
+            d = 1 + np.minimum((uniform(s.seed, S_DELAY, idx) * load.out_of_order.max_delay).astype(np.int64),
+                               load.out_of_order.max_delay - 1)
+            event_ms[ooo] -= d[ooo]
+        event_ms[kind == KIND_LATE] -= load.late.delay
+        return EventBlock(idx, due, key_idx, value, event_ms, kind)

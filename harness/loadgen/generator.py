@@ -1,0 +1,252 @@
+"""Paced, open-loop producing with confluent-kafka: intended time, hand-off time and acknowledgement per event.
+
+Heartbeats go to every partition at a fixed interval, during and after the load, so watermarks keep moving when
+data stops or a partition gets few keys. A heartbeat's event time is the schedule's own clock (the intended
+time of the next event still to send, never later than now), so a generator that falls behind cannot push a
+watermark past data it has not sent yet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from confluent_kafka import Producer
+
+from harness.loadgen.encoding import Encoder, JsonEncoder
+from harness.loadgen.events import HEARTBEAT_KEY, EventModel, key_name
+from harness.scenario import Scenario
+from harness.stack.probes import kafka_conf
+
+BLOCK = 20_000
+PRODUCER_SETTINGS: dict[str, object] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "batch.num.messages": 10_000,
+    "queue.buffering.max.messages": 2_000_000,
+    "queue.buffering.max.kbytes": 2_000_000,
+    "compression.type": "none",
+}
+
+
+@dataclass
+class SendStats:
+    """What the generator did, as measured while it did it (times are wall-clock epoch milliseconds)."""
+
+    scheduled: int
+    time_base_ms: int
+    handoff_ms: np.ndarray             # per event: when it was handed to the producer (its sent_at)
+    send_delay_ms: np.ndarray          # per event: hand-off minus intended time
+    ack_latency_ms: list[float] = field(default_factory=list)
+    sent: int = 0
+    acked: int = 0
+    delivery_errors: int = 0
+    last_error: str | None = None
+    heartbeats_sent: int = 0
+    heartbeats_acked: int = 0
+    acked_per_second: dict[int, int] = field(default_factory=dict)   # second since the time base -> events
+    sent_per_second: dict[int, int] = field(default_factory=dict)
+    first_handoff_ms: int | None = None
+    last_handoff_ms: int | None = None
+    last_ack_ms: int | None = None
+    finished_ms: int | None = None
+    interrupted: bool = False
+
+    def summary(self) -> dict[str, object]:
+        from harness.metrics.stats import percentiles
+
+        delay = self.send_delay_ms[: self.sent]
+        span_s = ((self.last_ack_ms or 0) - (self.first_handoff_ms or 0)) / 1000.0
+        return {
+            "events_scheduled": self.scheduled,
+            "events_sent": self.sent,
+            "events_acked": self.acked,
+            "delivery_errors": self.delivery_errors,
+            "last_delivery_error": self.last_error,
+            "heartbeats_sent": self.heartbeats_sent,
+            "heartbeats_acked": self.heartbeats_acked,
+            "achieved_rate_eps": round(self.acked / span_s, 1) if span_s > 0 else None,
+            "send_delay_ms": percentiles(delay),
+            "ack_latency_ms": percentiles(np.asarray(self.ack_latency_ms)),
+            "first_handoff_ms": self.first_handoff_ms,
+            "last_handoff_ms": self.last_handoff_ms,
+            "last_ack_ms": self.last_ack_ms,
+            "interrupted": self.interrupted,
+        }
+
+
+Progress = Callable[[SendStats], None]
+
+
+class LoadGenerator:
+    def __init__(self, scenario: Scenario, bootstrap: str, topic: str, *, encoder: Encoder | None = None,
+                 model: EventModel | None = None, producer_settings: dict[str, object] | None = None) -> None:
+        self.s = scenario
+        self.topic = topic
+        self.model = model or EventModel(scenario)
+        self.encoder = encoder or JsonEncoder(scenario.load.payload_bytes)
+        self.partitions = scenario.topic.partitions
+        self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **(producer_settings or {})}))
+        self.stop = threading.Event()
+        self._hb_key = HEARTBEAT_KEY.encode()
+        self._key_cache: dict[int, bytes] = {}
+
+    # -- delivery reports ------------------------------------------------------------------------------
+    def _poll(self, stats: SendStats, timeout: float = 0.0) -> None:
+        self._poll_now_ms = time.time_ns() // 1_000_000
+        self._stats = stats
+        self.producer.poll(timeout)
+
+    def _on_event_delivery(self, err: object, msg: object) -> None:
+        st = self._stats
+        if err is not None:
+            st.delivery_errors += 1
+            st.last_error = str(err)
+            return
+        st.acked += 1
+        st.ack_latency_ms.append(msg.latency() * 1000.0)  # type: ignore[attr-defined]
+        sec = (self._poll_now_ms - st.time_base_ms) // 1000
+        st.acked_per_second[sec] = st.acked_per_second.get(sec, 0) + 1
+        st.last_ack_ms = self._poll_now_ms
+
+    def _on_heartbeat_delivery(self, err: object, msg: object) -> None:
+        if err is None:
+            self._stats.heartbeats_acked += 1
+
+    # -- sending ---------------------------------------------------------------------------------------
+    def _produce(self, stats: SendStats, value: bytes, key: bytes, partition: int, cb: Callable) -> None:
+        while True:
+            try:
+                self.producer.produce(self.topic, value, key, partition=partition, on_delivery=cb)
+                return
+            except BufferError:  # the local queue is full: serve delivery reports and retry
+                self._poll(stats, 0.05)
+
+    def _heartbeats(self, stats: SendStats, schedule_clock_ms: int) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        et = min(now_ms, schedule_clock_ms)
+        for p in range(self.partitions):
+            self._produce(stats, self.encoder.heartbeat(et, now_ms), self._hb_key, p, self._on_heartbeat_delivery)
+        stats.heartbeats_sent += self.partitions
+
+    def _key(self, idx: int) -> bytes:
+        k = self._key_cache.get(idx)
+        if k is None:
+            k = self._key_cache[idx] = key_name(idx).encode()
+        return k
+
+    def run(self, time_base_ms: int, *, heartbeat_until_ms: int | None = None, paced: bool = True,
+            progress: Progress | None = None, progress_every_s: float = 0.5) -> SendStats:
+        """Send the whole load starting at time_base_ms (epoch ms, wall clock), then heartbeats until
+        heartbeat_until_ms (or until stop is set). Unpaced sends as fast as possible (benchmarks)."""
+        n = self.model.count
+        stats = SendStats(scheduled=n, time_base_ms=time_base_ms,
+                          handoff_ms=np.zeros(n, dtype=np.int64), send_delay_ms=np.zeros(n, dtype=np.float64))
+        self._stats = stats
+        self._poll_now_ms = time.time_ns() // 1_000_000
+        t0_ns = time_base_ms * 1_000_000
+        hb_every_ns = self.s.load.heartbeat_interval * 1_000_000
+        next_hb = t0_ns
+        next_progress = time.monotonic()
+        produce = self.producer.produce
+        finish = self.encoder.finish
+        topic = self.topic
+        cb = self._on_event_delivery
+        parts_n = self.partitions
+        clock = time.time_ns
+        i = 0
+        for start in range(0, n, BLOCK):
+            if self.stop.is_set():
+                break
+            block = self.model.block(start, min(n, start + BLOCK))
+            prefixes = self.encoder.prefixes(block, time_base_ms)
+            due_ns = (t0_ns + np.round(block.due_ms * 1_000_000)).astype(np.int64).tolist()
+            key_idx = block.key_idx.tolist()
+            keys = [self._key(k) for k in key_idx]
+            parts = [k % parts_n for k in key_idx]
+            handoff = stats.handoff_ms
+            delay = stats.send_delay_ms
+            for j in range(len(prefixes)):
+                due = due_ns[j]
+                now = clock()
+                if paced and now < due:
+                    self._wait_until(due, stats, next_hb_ref := [next_hb], hb_every_ns, due // 1_000_000)
+                    next_hb = next_hb_ref[0]
+                    if self.stop.is_set():
+                        break
+                    now = clock()
+                sent = now // 1_000_000
+                try:
+                    produce(topic, finish(prefixes[j], sent), keys[j], partition=parts[j], on_delivery=cb)
+                except BufferError:
+                    self._produce(stats, finish(prefixes[j], sent), keys[j], parts[j], cb)
+                handoff[i] = sent
+                delay[i] = (now - due) / 1_000_000 if paced else 0.0
+                i += 1
+                if (i & 63) == 0:
+                    self._poll(stats)
+                    if now >= next_hb:
+                        self._heartbeats(stats, due // 1_000_000)
+                        next_hb = now + hb_every_ns
+                    if progress and time.monotonic() >= next_progress:
+                        stats.sent = i
+                        progress(stats)
+                        next_progress = time.monotonic() + progress_every_s
+            if self.stop.is_set():
+                break
+        stats.sent = i
+        stats.interrupted = self.stop.is_set() and i < n
+        if i:
+            nz = stats.handoff_ms[:i]
+            stats.first_handoff_ms, stats.last_handoff_ms = int(nz[0]), int(nz.max())
+            for sec, cnt in zip(*np.unique((nz - time_base_ms) // 1000, return_counts=True)):
+                stats.sent_per_second[int(sec)] = int(cnt)
+        # Heartbeats after the load, until the last window can have closed everywhere.
+        while heartbeat_until_ms is not None and not self.stop.is_set() and clock() // 1_000_000 < heartbeat_until_ms:
+            now = clock()
+            if now >= next_hb:
+                self._heartbeats(stats, now // 1_000_000)
+                next_hb = now + hb_every_ns
+            self._poll(stats, min(0.05, max(0.0, (next_hb - clock()) / 1e9)))
+            if progress and time.monotonic() >= next_progress:
+                progress(stats)
+                next_progress = time.monotonic() + progress_every_s
+        deadline = time.monotonic() + 30
+        while len(self.producer) and time.monotonic() < deadline:
+            self._poll(stats, 0.1)
+        stats.finished_ms = clock() // 1_000_000
+        if progress:
+            progress(stats)
+        return stats
+
+    def _wait_until(self, due_ns: int, stats: SendStats, next_hb: list[int], hb_every_ns: int,
+                    schedule_clock_ms: int) -> None:
+        """Serve delivery reports and heartbeats while ahead of schedule (serving them late would inflate
+        the acknowledgement latencies that librdkafka reports at callback time)."""
+        while not self.stop.is_set():
+            now = time.time_ns()
+            if now >= next_hb[0]:
+                self._heartbeats(stats, schedule_clock_ms)
+                next_hb[0] = now + hb_every_ns
+            left = due_ns - now
+            if left <= 0:
+                return
+            if left > 1_500_000:
+                self._poll(stats, min(left - 1_000_000, next_hb[0] - now, 50_000_000) / 1e9)
+            else:
+                self._poll(stats)
+                time.sleep(left / 2e9)
+
+    def warm_up(self, timeout: float = 30.0) -> None:
+        """Fetch metadata and the idempotent producer's ID before the load's first instant, so the first
+        events do not carry connection set-up in their acknowledgement latency."""
+        self.producer.list_topics(self.topic, timeout=timeout)
+        stats = SendStats(scheduled=0, time_base_ms=0, handoff_ms=np.zeros(0, dtype=np.int64),
+                          send_delay_ms=np.zeros(0))
+        self._stats = stats
+        self._heartbeats(stats, time.time_ns() // 1_000_000)
+        self.producer.flush(timeout)

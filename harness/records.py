@@ -1,0 +1,48 @@
+"""The one rule for what a record is, applied by every engine's checker and by ground-truth verification.
+
+A record is well-formed when it is a JSON object whose `event_id`, `value` and `event_time` are JSON integers
+(not booleans, not floats such as 1.0, not numeric strings) and whose `key` is a JSON string. Anything else is
+malformed. A well-formed record with key `__heartbeat__` is a heartbeat: it moves watermarks, never results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from harness.loadgen.events import HEARTBEAT_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: int
+    key: str
+    value: int
+    event_time: int
+    sent_at: int | None
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int
+
+
+def parse(raw: bytes | None) -> Event | None:
+    """The event in raw, or None when raw is malformed."""
+    if raw is None:
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    eid, key, value, et = obj.get("event_id"), obj.get("key"), obj.get("value"), obj.get("event_time")
+    if not (_is_int(eid) and isinstance(key, str) and _is_int(value) and _is_int(et)):
+        return None
+    sent = obj.get("sent_at")
+    return Event(eid, key, value, et, sent if _is_int(sent) else None)  # type: ignore[arg-type]
+
+
+def is_heartbeat(e: Event) -> bool:
+    return e.key == HEARTBEAT_KEY

@@ -1,0 +1,288 @@
+"""Scenario files: pydantic models (unknown keys rejected) and the rules that keep ground truth exact.
+
+Every field is documented in docs/scenarios.md. Engines' own settings (`engines.<name>`) are validated by
+each engine's settings model, not here: this module never names an engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.durations import Millis, format_duration
+from harness.errors import HarnessError
+
+# The generator's heartbeats keep watermarks moving; late events must clear this margin on top of the window,
+# the watermark delay and allowed lateness, so no engine sees them as on time (docs/scenarios.md).
+LATE_MARGIN_MS = 1000
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSpec(Strict):
+    partitions: int = Field(3, ge=1, le=1024)
+
+
+class ConstantShape(Strict):
+    type: Literal["constant"] = "constant"
+
+
+class RampShape(Strict):
+    """Rate rises linearly from start_rate to load.rate over ramp_time (default: the whole duration)."""
+
+    type: Literal["ramp"] = "ramp"
+    start_rate: float = Field(0.0, ge=0)
+    ramp_time: Millis | None = None
+
+
+class StepShape(Strict):
+    """load.rate until `at` (default: half the duration), then load.rate * factor."""
+
+    type: Literal["step"] = "step"
+    factor: float = Field(2.0, gt=0)
+    at: Millis | None = None
+
+
+class BurstShape(Strict):
+    """load.rate, with load.rate * factor for `length` at the start of every `every`."""
+
+    type: Literal["burst"] = "burst"
+    factor: float = Field(5.0, ge=1)
+    every: Millis = 10_000
+    length: Millis = 1_000
+
+    @model_validator(mode="after")
+    def _length_inside_period(self) -> "BurstShape":
+        if not 0 < self.length < self.every:
+            raise ValueError(f"burst length ({format_duration(self.length)}) must be more than 0 and shorter "
+                             f"than every ({format_duration(self.every)})")
+        return self
+
+
+Shape = Annotated[Union[ConstantShape, RampShape, StepShape, BurstShape], Field(discriminator="type")]
+
+
+def _shape_from_name(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class OutOfOrder(Strict):
+    fraction: float = Field(0.0, ge=0, le=1)
+    max_delay: Millis = 0
+
+
+class Late(Strict):
+    fraction: float = Field(0.0, ge=0, le=1)
+    delay: Millis = 0
+
+
+class Load(Strict):
+    rate: float = Field(gt=0, le=10_000_000, description="events per second (the shape's base rate)")
+    shape: Shape = ConstantShape()
+    keys: int = Field(100, ge=1, le=10_000_000)
+    key_distribution: Literal["uniform", "zipf"] = "uniform"
+    zipf_s: float = Field(1.1, gt=0, le=10)
+    payload_bytes: int = Field(128, ge=0, le=1_000_000)
+    out_of_order: OutOfOrder = OutOfOrder()
+    late: Late = Late()
+    malformed_fraction: float = Field(0.0, ge=0, le=1)
+    heartbeat_interval: Millis = 200
+
+    _normalise_shape = field_validator("shape", mode="before")(_shape_from_name)
+
+    @field_validator("heartbeat_interval")
+    @classmethod
+    def _positive_heartbeat(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be more than 0 (heartbeats keep every partition's watermark moving)")
+        return v
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "Load":
+        total = self.out_of_order.fraction + self.late.fraction + self.malformed_fraction
+        if total > 1:
+            raise ValueError(f"out_of_order.fraction + late.fraction + malformed_fraction is {total:g}; "
+                             "they are shares of the same events, so at most 1")
+        if self.out_of_order.fraction > 0 and self.out_of_order.max_delay <= 0:
+            raise ValueError("out_of_order.max_delay must be more than 0 when out_of_order.fraction is set")
+        if self.late.fraction > 0 and self.late.delay <= 0:
+            raise ValueError("late.delay must be more than 0 when late.fraction is set")
+        return self
+
+
+class Window(Strict):
+    type: Literal["tumbling", "sliding", "session"]
+    size: Millis | None = None
+    slide: Millis | None = None
+    gap: Millis | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self) -> "Window":
+        need = {"tumbling": {"size"}, "sliding": {"size", "slide"}, "session": {"gap"}}[self.type]
+        given = {f for f in ("size", "slide", "gap") if getattr(self, f) is not None}
+        if need - given:
+            raise ValueError(f"a {self.type} window needs {', '.join(sorted(need))}; missing {', '.join(sorted(need - given))}")
+        if given - need:
+            raise ValueError(f"a {self.type} window takes only {', '.join(sorted(need))}; remove {', '.join(sorted(given - need))}")
+        for f in need:
+            if getattr(self, f) <= 0:
+                raise ValueError(f"window {f} must be more than 0")
+        if self.type == "sliding":
+            assert self.size is not None and self.slide is not None
+            if self.slide > self.size or self.size % self.slide:
+                raise ValueError(f"a sliding window's size ({format_duration(self.size)}) must be a whole multiple of "
+                                 f"its slide ({format_duration(self.slide)}), as Flink requires")
+        return self
+
+    @property
+    def length(self) -> int:
+        """The longest span one window covers, as far as lateness goes (session: the gap)."""
+        return int(self.size if self.size is not None else self.gap or 0)
+
+    @property
+    def grid(self) -> int:
+        """Window boundaries fall on multiples of this (sessions have none: 1 s is used for the time base)."""
+        if self.type == "tumbling":
+            return int(self.size or 0)
+        if self.type == "sliding":
+            return int(self.slide or 0)
+        return 1000
+
+
+class Query(Strict):
+    window: Window
+    watermark_delay: Millis = 2000
+    allowed_lateness: Millis = 0
+
+
+class Slo(Strict):
+    """Service-level objectives; each is checked against one metric (docs/scenarios.md names it)."""
+
+    p99_latency: Millis | None = None
+    p50_latency: Millis | None = None
+    max_duplicates: int | None = Field(None, ge=0)
+    max_wrong_windows: int | None = Field(None, ge=0)
+    max_missing_windows: int | None = Field(None, ge=0)
+    min_throughput: float | None = Field(None, gt=0)
+    max_cpu_seconds_per_million: float | None = Field(None, gt=0)
+    max_peak_memory_mb: float | None = Field(None, gt=0)
+
+
+class ServicesSpec(Strict):
+    bootstrap_servers: str | None = None
+    postgres_dsn: str | None = None
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    description: str = ""
+    seed: int = Field(42, ge=0, le=2**63 - 1)
+    duration: Millis
+    warmup: Millis = 0
+    topic: TopicSpec = TopicSpec()
+    load: Load
+    query: Query
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    slo: Slo = Slo()
+    services: ServicesSpec = ServicesSpec()
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_sections(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, dict):
+            return {k: ({} if s is None else s) for k, s in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _timing_rules(self) -> "Scenario":
+        if self.duration <= 0:
+            raise ValueError("duration must be more than 0")
+        if self.warmup >= self.duration:
+            raise ValueError(f"warmup ({format_duration(self.warmup)}) must be shorter than duration "
+                             f"({format_duration(self.duration)})")
+        load, q = self.load, self.query
+        if load.out_of_order.fraction > 0 and load.out_of_order.max_delay >= q.watermark_delay:
+            raise ValueError(
+                f"load.out_of_order.max_delay ({format_duration(load.out_of_order.max_delay)}) must be shorter than "
+                f"query.watermark_delay ({format_duration(q.watermark_delay)}): out-of-order events are meant to be "
+                "on time, and a longer delay would make some of them late in every engine")
+        if load.late.fraction > 0:
+            if q.window.type == "session":
+                raise ValueError(
+                    "late events with session windows are refused: a late event can merge or split sessions, so "
+                    "engines legitimately disagree and no single right answer exists; set load.late.fraction to 0 "
+                    "or use tumbling or sliding windows")
+            self.check_late_delay(0)
+        return self
+
+    def min_late_delay(self, engine_margin_ms: int) -> int:
+        q = self.query
+        return q.window.length + q.watermark_delay + q.allowed_lateness + self.load.heartbeat_interval \
+            + LATE_MARGIN_MS + engine_margin_ms
+
+    def check_late_delay(self, engine_margin_ms: int, who: str = "") -> None:
+        """Late events must be late for every engine; micro-batch engines add their trigger interval."""
+        need = self.min_late_delay(engine_margin_ms)
+        if self.load.late.fraction > 0 and self.load.late.delay < need:
+            extra = f" + {who}'s longest trigger interval ({format_duration(engine_margin_ms)})" if engine_margin_ms else ""
+            raise ValueError(
+                f"load.late.delay ({format_duration(self.load.late.delay)}) is too short: late events must arrive "
+                f"after their window closed in every engine, so it must be at least window size/gap + "
+                f"watermark_delay + allowed_lateness + heartbeat_interval + {format_duration(LATE_MARGIN_MS)} margin"
+                f"{extra} = {format_duration(need)}")
+
+    @property
+    def total_events(self) -> int:
+        from harness.loadgen.schedule import Schedule
+
+        return Schedule.for_scenario(self).count
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"constant", "ramp", "step", "burst"}
+                                          and loc and loc[0] == "load")]
+    return ".".join(parts) or "(top level)"
+
+
+def describe_validation_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid scenario"]
+    for e in exc.errors():
+        where = _location(tuple(e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (not allowed; see docs/scenarios.md for the fields a scenario takes)"
+        elif e["type"] == "literal_error" and "expected" in e.get("ctx", {}):
+            msg = f"{msg} (got {e.get('input')!r})"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"shape must be one of constant, ramp, step, burst (got {e.get('ctx', {}).get('tag')!r})"
+        elif "input" in e and e["type"] not in ("missing", "value_error"):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise HarnessError(f"{source}: a scenario is a YAML mapping of fields, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise HarnessError(describe_validation_error(source, exc)) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    if not p.is_file():
+        raise HarnessError(f"scenario file not found: {p}", hint="scenarios/ holds the shipped ones, e.g. scenarios/quick.yaml")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise HarnessError(f"{p}: not valid YAML: {exc}") from None
+    return parse_scenario(data, str(p))

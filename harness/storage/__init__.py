@@ -1,0 +1,1 @@
+"""What the harness keeps in PostgreSQL (tables documented in docs/tables.md) and on disk (result.json)."""
