@@ -91,12 +91,12 @@ def stack_up(
 
 @stack_app.command("down")
 @user_errors
-def stack_down() -> None:
+def stack_down(purge: bool = typer.Option(False, help="Also delete the broker's and database's data.")) -> None:
     """Stop the embedded broker and database; no process is left behind. Data stays for the next `up`."""
     from harness.stack.embedded import EmbeddedStack
 
     stack = EmbeddedStack()
-    stopped = stack.down()
+    stopped = stack.down(purge=purge)
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 

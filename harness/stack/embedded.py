@@ -160,19 +160,23 @@ class EmbeddedStack:
         server.create_database()
 
     # -- down ----------------------------------------------------------------------------------------
-    def down(self, only: list[str] | None = None) -> list[str]:
-        """Stop the embedded services (or only those named); return what was stopped."""
+    def down(self, only: list[str] | None = None, purge: bool = False) -> list[str]:
+        """Stop the embedded services (or only those named); return what was stopped. purge also deletes
+        their data, so the next `up` formats and initialises afresh."""
         stopped = []
+        pg_base = None
         if (only is None or "postgres" in only) and self.state.postgres:
             port = self.state.postgres.get("port")
             if isinstance(port, int):
                 server = PostgresServer(self.root / "postgres", port)
+                pg_base = server.base
                 pid = server.postmaster_pid()
                 server.stop()
                 if pid and not processes.wait_gone(pid, 30):
                     processes.terminate_tree(pid)
                 stopped.append("postgres")
-            self.state.postgres = {}
+            # Keep the port so the next `up` serves the same DSN when it can.
+            self.state.postgres = {k: v for k, v in self.state.postgres.items() if k == "port"}
         if only is None or "kafka" in only:
             pid = self.state.kafka.get("pid")
             for p in self._kafka_processes(pid if isinstance(pid, int) else None):
@@ -180,6 +184,16 @@ class EmbeddedStack:
                 stopped.append("kafka")
             self.state.kafka = {k: v for k, v in self.state.kafka.items() if k in ("port", "controller_port")}
         self.state.save(self.state_file)
+        if purge:
+            import shutil
+
+            if pg_base is None and (self.root / "postgres").exists():
+                pg_base = PostgresServer(self.root / "postgres", 0).base
+            if pg_base is not None and pg_base != self.root / "postgres":
+                shutil.rmtree(pg_base, ignore_errors=True)
+            for sub in ("kafka", "postgres"):
+                shutil.rmtree(self.root / sub, ignore_errors=True)
+            self.state_file.unlink(missing_ok=True)
         return sorted(set(stopped))
 
     def _kafka_processes(self, pid: int | None) -> list[int]:

@@ -1,0 +1,71 @@
+"""One embedded stack per test session (real Kafka broker, real PostgreSQL), in a private stack folder.
+
+pytest's temporary folders are root-only (0700), so as root this also exercises the relocation of
+PostgreSQL's data for the unprivileged service user.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = [sys.executable, "-m", "harness"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HARNESS, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+@dataclass
+class Svc:
+    bootstrap: str
+    dsn: str
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    d = tmp_path_factory.mktemp("stack")
+    os.environ["HARNESS_STACK_DIR"] = str(d)
+    os.environ.pop("HARNESS_BOOTSTRAP_SERVERS", None)
+    os.environ.pop("HARNESS_POSTGRES_DSN", None)
+    up = run_cli("stack", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield d
+    down = run_cli("stack", "down", "--purge")
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def current_svc(stack_dir: Path) -> Svc:
+    """The session stack's addresses as they are now (a test may restart it)."""
+    from harness.stack.embedded import EmbeddedStack
+
+    st = EmbeddedStack(stack_dir)
+    assert st.bootstrap and st.dsn, "the session stack is not running"
+    return Svc(st.bootstrap, st.dsn)
+
+
+@pytest.fixture
+def svc(stack_dir: Path) -> Svc:
+    return current_svc(stack_dir)
+
+
+def scenario_dict(**overrides: Any) -> dict[str, Any]:
+    """A short scenario for tests; nested dicts in overrides replace whole sections."""
+    base: dict[str, Any] = {
+        "name": "test",
+        "seed": 7,
+        "duration": "4s",
+        "topic": {"partitions": 2},
+        "load": {"rate": 400, "keys": 20, "payload_bytes": 120, "heartbeat_interval": "100ms"},
+        "query": {"window": {"type": "tumbling", "size": "1s"}, "watermark_delay": "500ms"},
+    }
+    base.update(overrides)
+    return base

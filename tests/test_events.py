@@ -1,0 +1,102 @@
+"""Events are a pure function of (seed, scenario, i); encodings obey the one malformed rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from conftest import scenario_dict
+from harness import records
+from harness.loadgen.encoding import JsonEncoder
+from harness.loadgen.events import (KIND_MALFORMED_FIRST, KIND_NAMES, MALFORMED_KINDS, EventModel)
+from harness.scenario import parse_scenario
+
+
+def _scenario(**load: object):
+    d = scenario_dict()
+    d["load"].update(load)
+    return parse_scenario(d)
+
+
+MIXED = dict(malformed_fraction=0.3, late={"fraction": 0.1, "delay": "5s"},
+             out_of_order={"fraction": 0.2, "max_delay": "400ms"})
+
+
+def test_event_is_a_pure_function_of_its_index() -> None:
+    m = EventModel(_scenario(**MIXED))
+    a, b = m.block(0, 1000), m.block(500, 1200)
+    for col in ("event_id", "due_ms", "key_idx", "value", "event_ms", "kind"):
+        assert np.array_equal(getattr(a, col)[500:], getattr(b, col)[:500]), col
+    again = EventModel(_scenario(**MIXED)).block(0, 1000)
+    assert np.array_equal(a.key_idx, again.key_idx) and np.array_equal(a.value, again.value)
+    other_seed = EventModel(parse_scenario({**scenario_dict(), "seed": 8})).block(0, 1000)
+    assert not np.array_equal(a.key_idx, other_seed.key_idx)
+
+
+def test_delays_follow_the_scenario() -> None:
+    m = EventModel(_scenario(**MIXED))
+    b = m.block(0, m.count)
+    base = np.floor(b.due_ms).astype(np.int64)
+    delay = base - b.event_ms
+    assert set(np.unique(delay[b.kind == 2])) == {5000}
+    ooo = delay[b.kind == 1]
+    assert ooo.min() >= 1 and ooo.max() <= 400
+    assert np.all(delay[b.kind == 0] == 0)
+
+
+def test_zipf_keys_are_skewed() -> None:
+    m = EventModel(_scenario(key_distribution="zipf", zipf_s=1.2, keys=20, rate=5000))
+    counts = np.bincount(m.block(0, m.count).key_idx, minlength=20)
+    assert counts[0] > 4 * counts[10] > 0
+
+
+@pytest.mark.parametrize("payload", [0, 64, 120, 500])
+def test_payload_size_is_a_target_never_a_limit(payload: int) -> None:
+    s = _scenario(payload_bytes=payload)
+    m = EventModel(s)
+    b = m.block(0, 200)
+    enc = JsonEncoder(payload)
+    sizes = {len(enc.finish(p, 1_795_000_000_000)) for p, k in zip(enc.prefixes(b, 1_795_000_000_000), b.kind)
+             if k < KIND_MALFORMED_FIRST}
+    if payload >= 120:
+        assert sizes == {payload}
+    else:
+        assert min(sizes) >= payload  # the fields never shrink below their own size
+
+
+def test_every_malformed_kind_breaks_the_rule_and_others_pass() -> None:
+    s = _scenario(malformed_fraction=0.6, rate=2000)
+    m = EventModel(s)
+    b = m.block(0, m.count)
+    enc = JsonEncoder(100)
+    seen = set()
+    for prefix, kind, eid in zip(enc.prefixes(b, 1_795_000_000_000), b.kind.tolist(), b.event_id.tolist()):
+        raw = enc.finish(prefix, 1_795_000_000_123)
+        parsed = records.parse(raw)
+        if kind >= KIND_MALFORMED_FIRST:
+            assert parsed is None, (KIND_NAMES[kind], raw)
+            seen.add(KIND_NAMES[kind])
+        else:
+            assert parsed is not None and parsed.event_id == eid and parsed.sent_at == 1_795_000_000_123
+    assert seen == set(MALFORMED_KINDS)
+
+
+def test_heartbeat_is_well_formed_and_recognised() -> None:
+    raw = JsonEncoder(100).heartbeat(1_795_000_000_000, 1_795_000_000_001)
+    e = records.parse(raw)
+    assert e is not None and records.is_heartbeat(e) and e.value == 0
+
+
+@pytest.mark.parametrize("raw", [b'{"event_id":1,"key":"k","value":true,"event_time":5}',
+                                 b'{"event_id":1,"key":"k","value":1.0,"event_time":5}',
+                                 b'{"event_id":1,"key":"k","value":"1","event_time":5}',
+                                 b'{"event_id":1,"key":5,"value":1,"event_time":5}',
+                                 b'[1,2]', b'', b'{"event_id":1,"key":"k","value":1}'])
+def test_rule_edge_cases(raw: bytes) -> None:
+    assert records.parse(raw) is None
+
+
+def test_well_formed_minimal() -> None:
+    e = records.parse(orjson.dumps({"event_id": 1, "key": "k", "value": -3, "event_time": 5}))
+    assert e is not None and e.value == -3 and e.sent_at is None
