@@ -28,8 +28,9 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(bench_app, name="bench")
 app.add_typer(scenario_app, name="scenario")
 
-out = Console()
-err = Console(stderr=True)
+# Wide when piped (CI logs, files): rich would otherwise wrap tables at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 BootstrapOpt = typer.Option(None, "--bootstrap-servers", envvar="HARNESS_BOOTSTRAP_SERVERS",
                             help="Use this Kafka-protocol broker (Redpanda, a managed Kafka) instead of the embedded one.")
@@ -202,6 +203,60 @@ def _print_run_summary(run_dir: Path) -> None:
                   f"on time / {t['windows_complete']} complete; late {kinds.get('late', 0)}, "
                   f"malformed {kinds.get('malformed', 0)}", highlight=False)
     out.print(f"results: {run_dir / 'result.json'}")
+
+
+# -- benchmarks -------------------------------------------------------------------------------------
+@bench_app.command("producer")
+@user_errors
+def bench_producer(
+    records: int = typer.Option(1_000_000, min=1000, help="Records for each throughput test."),
+    record_size: int = typer.Option(200, min=100, help="Bytes per record (the generator pads to this)."),
+    partitions: int = typer.Option(3, min=1),
+    rates: str = typer.Option("1000,10000,50000", help="Target rates (events/s) for the pacing test."),
+    pace_seconds: float = typer.Option(10.0, min=1.0, help="Seconds per pacing test."),
+    kafka_python_records: int = typer.Option(100_000, min=1000, help="kafka-python is slow: fewer records."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+) -> None:
+    """Generator throughput vs kafka-producer-perf-test and kafka-python, and pacing accuracy.
+
+    Figures are printed and saved to results/bench-producer-<time>.json; nothing is asserted.
+    """
+    import json
+    import time
+
+    from harness import environment, paths
+    from harness.bench.producer import run_all
+    from harness.stack.services import services
+
+    try:
+        rate_list = [float(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise HarnessError(f"--rates takes comma-separated numbers, got {rates!r}") from None
+    with services(bootstrap_servers, None, progress=say) as svc:
+        res = run_all(svc.bootstrap, records=records, record_size=record_size, partitions=partitions,
+                      rates=rate_list, pace_seconds=pace_seconds, kafka_python_records=kafka_python_records, say=say)
+    res["machine"] = environment.machine()
+    res["versions"] = environment.versions()
+    base = next((r["records_per_s"] for r in res["throughput"] if r["producer"].startswith("kafka-producer-perf")), 0)
+    table = Table(title=f"producer throughput, {record_size}-byte records, {partitions} partitions, acks=all")
+    for col in ("producer", "records", "seconds", "records/s", "vs perf-test", "note"):
+        table.add_column(col, overflow="fold")
+    for r in res["throughput"]:
+        ratio = f"{r['records_per_s'] / base:.2f}x" if base else "-"
+        table.add_row(r["producer"], str(r["records"]), f"{r['seconds']:.2f}", f"{r['records_per_s']:,.0f}", ratio, r["note"])
+    out.print(table)
+    pt = Table(title="generator pacing (open loop)")
+    for col in ("target/s", "acked", "achieved/s", "send delay p50 ms", "p99 ms", "max ms", "ack p99 ms"):
+        pt.add_column(col)
+    for p in res["pacing"]:
+        d, a = p["send_delay_ms"], p["ack_latency_ms"]
+        pt.add_row(f"{p['target_rate']:g}", str(p["acked"]), str(p["achieved_rate"]), str(d.get("p50")),
+                   str(d.get("p99")), str(d.get("max")), str(a.get("p99")))
+    out.print(pt)
+    path = paths.results_dir() / f"bench-producer-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2))
+    out.print(f"saved: {path}")
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m harness`

@@ -1,0 +1,1 @@
+"""Benchmark commands: figures printed and saved, never asserted on time."""
