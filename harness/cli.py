@@ -161,32 +161,74 @@ def scenario_validate(files: list[Path] = typer.Argument(..., help="Scenario YAM
 @user_errors
 def run_cmd(
     scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/quick.yaml."),
+    engines: Optional[str] = typer.Option(None, help="Comma-separated engines to run (default: the scenario's "
+                                          "engines section; none: a load-only pass). `harness engines` lists them."),
+    engine_option: list[str] = typer.Option([], "--engine-option", "-o",
+                                            help="NAME.KEY=VALUE, overrides engines.NAME.KEY of the scenario "
+                                                 "(repeatable), e.g. -o flink.parallelism=2."),
+    repeat: int = typer.Option(1, min=1, help="Run each engine this many times (fresh topic each) to measure spread."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
     postgres_dsn: Optional[str] = DsnOpt,
     results_dir: Optional[Path] = typer.Option(None, help="Where run folders go (default: results/)."),
 ) -> None:
-    """Run a scenario: send its seeded load to a fresh topic and write the ground truth and result.json.
+    """Run a scenario: for each engine a fresh topic, the seeded load, the wait for the engine's final answer,
+    and its measurements against ground truth, in results/<run_id>/result.json.
 
     The embedded Kafka and PostgreSQL are started for the run (and stopped after) unless they already run
-    or external ones are given. Results land in results/<run_id>/.
+    or external ones are given. Engines run one after another, each on the same deterministic load.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from harness.runner import RunHooks, RunOptions, run
 
+    names = [e.strip() for e in engines.split(",") if e.strip()] if engines is not None else None
     bars: dict[str, Any] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err, transient=False) as prog:
 
         def sending(load_id: str, stats: Any) -> None:
+            label = load_id.split(".")[-2]
             if load_id not in bars:
-                bars[load_id] = prog.add_task(f"sending {load_id.rsplit('.', 2)[-2]}", total=stats.scheduled, info="")
+                bars[load_id] = prog.add_task(f"{label}: sending", total=stats.scheduled, info="")
             prog.update(bars[load_id], completed=stats.sent,
                         info=f"acked {stats.acked}, heartbeats {stats.heartbeats_sent}, errors {stats.delivery_errors}")
 
-        hooks = RunHooks(message=lambda m: prog.console.print(f"[dim]·[/] {m}", highlight=False), sending=sending)
-        run_dir = run(RunOptions(scenario, bootstrap_servers, postgres_dsn, results_dir), hooks)
+        def monitor(engine: str, row: dict[str, Any]) -> None:
+            key = f"{engine}:windows"
+            if row.get("windows_expected"):
+                if key not in bars:
+                    bars[key] = prog.add_task(f"{engine}: windows final", total=row["windows_expected"], info="")
+                prog.update(bars[key], completed=row["windows_matched"],
+                            info=f"lag {row.get('lag')}, rows out {row.get('rows_out')}, rss {row.get('rss_mb')} MB")
+
+        hooks = RunHooks(message=lambda m: prog.console.print(f"[dim]·[/] {m}", highlight=False), sending=sending,
+                         monitor=monitor)
+        opts = RunOptions(scenario, bootstrap_servers, postgres_dsn, results_dir, engines=names,
+                          engine_options=engine_option, repeat=repeat)
+        try:
+            run_dir = run(opts, hooks)
+        except HarnessError as exc:
+            if "results in " in exc.message:
+                _print_run_summary(Path(exc.message.rsplit("results in ", 1)[1]))
+            raise
     _print_run_summary(run_dir)
+
+
+@app.command("engines")
+@user_errors
+def engines_cmd() -> None:
+    """List the discovered engines (pipelines/<name>/engine.py) and what each can do."""
+    from harness.engine import discover
+
+    table = Table(title="engines")
+    for col in ("name", "windows", "triggers", "allowed lateness", "emits", "settings", "description"):
+        table.add_column(col, overflow="fold")
+    for name, cls in discover().items():
+        caps = cls.capabilities
+        fields = ", ".join(f"{k}={v.default!r}" for k, v in cls.settings_model.model_fields.items())
+        table.add_row(name, ", ".join(sorted(caps.window_types)), ", ".join(caps.triggers),
+                      "yes" if caps.allowed_lateness else "no", caps.emits, fields, cls.description)
+    out.print(table)
 
 
 def _print_run_summary(run_dir: Path) -> None:
@@ -197,11 +239,29 @@ def _print_run_summary(run_dir: Path) -> None:
     for load in doc["loads"]:
         g, t = load["generator"], load["ground_truth"]
         kinds = t["events_by_kind"]
-        out.print(f"  {load['load_id']}: sent {g['events_sent']}, acknowledged {g['events_acked']} "
+        out.print(f"  load {load['load_id']}: sent {g['events_sent']}, acknowledged {g['events_acked']} "
                   f"at {g['achieved_rate_eps']} events/s; send delay p99 {g['send_delay_ms'].get('p99')} ms, "
                   f"ack latency p99 {g['ack_latency_ms'].get('p99')} ms; expected windows {t['windows_on_time']} "
                   f"on time / {t['windows_complete']} complete; late {kinds.get('late', 0)}, "
                   f"malformed {kinds.get('malformed', 0)}", highlight=False)
+    if doc["engines"]:
+        table = Table(title="engines")
+        for col in ("engine", "status", "exact/expected", "wrong", "missing", "extra", "dup", "re-emit",
+                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "CPU s/M ev", "peak RSS MB", "note"):
+            table.add_column(col, overflow="fold")
+        for e in doc["engines"]:
+            w = e.get("windows", {})
+            c = w.get("correctness", {})
+            lat = w.get("event_to_result_ms", {})
+            th = e.get("throughput", {})
+            res = e.get("resources", {})
+            table.add_row(f"{e['engine']}#{e['repeat']}", e["status"], f"{c.get('exact', '-')}/{c.get('expected', '-')}",
+                          str(c.get("wrong", "-")), str(c.get("missing", "-")), str(c.get("extra", "-")),
+                          str(w.get("duplicates", "-")), str(w.get("re_emissions", "-")), str(lat.get("p50", "-")),
+                          str(lat.get("p99", "-")), str(th.get("in_records_per_s", "-")), str(th.get("in_vs_acked", "-")),
+                          str(res.get("cpu_seconds_per_million_events", "-")), str(res.get("peak_rss_mb", "-")),
+                          e.get("reason") or e.get("error") or "")
+        out.print(table)
     out.print(f"results: {run_dir / 'result.json'}")
 
 

@@ -92,6 +92,8 @@ class LoadGenerator:
         self.partitions = scenario.topic.partitions
         self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **(producer_settings or {})}))
         self.stop = threading.Event()
+        self.load_done = threading.Event()  # set once every event has been handed to the producer
+        self.stats: SendStats | None = None
         self._hb_key = HEARTBEAT_KEY.encode()
         self._key_cache: dict[int, bytes] = {}
 
@@ -147,6 +149,7 @@ class LoadGenerator:
         stats = SendStats(scheduled=n, time_base_ms=time_base_ms,
                           handoff_ms=np.zeros(n, dtype=np.int64), send_delay_ms=np.zeros(n, dtype=np.float64))
         self._stats = stats
+        self.stats = stats
         self._poll_now_ms = time.time_ns() // 1_000_000
         t0_ns = time_base_ms * 1_000_000
         hb_every_ns = self.s.load.heartbeat_interval * 1_000_000
@@ -205,6 +208,7 @@ class LoadGenerator:
             stats.first_handoff_ms, stats.last_handoff_ms = int(nz[0]), int(nz.max())
             for sec, cnt in zip(*np.unique((nz - time_base_ms) // 1000, return_counts=True)):
                 stats.sent_per_second[int(sec)] = int(cnt)
+        self.load_done.set()
         # Heartbeats after the load, until the last window can have closed everywhere.
         while heartbeat_until_ms is not None and not self.stop.is_set() and clock() // 1_000_000 < heartbeat_until_ms:
             now = clock()

@@ -44,7 +44,71 @@ CREATE TABLE IF NOT EXISTS harness_special_events (
     sent_at        bigint NOT NULL,
     PRIMARY KEY (load_id, event_id)
 );
+
+-- Every row an engine emits, with the database's own insert time. No unique constraint: it holds duplicates.
+CREATE TABLE IF NOT EXISTS harness_results_log (
+    load_id        text NOT NULL,
+    engine         text NOT NULL,
+    repeat         integer NOT NULL DEFAULT 0,
+    key            text NOT NULL,
+    window_start   bigint NOT NULL,
+    window_end     bigint NOT NULL,
+    cnt            bigint,
+    sum            bigint,
+    min            bigint,
+    max            bigint,
+    last_sent_at   bigint,
+    inserted_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS harness_results_log_load ON harness_results_log (load_id);
+
+-- The final answer per window, upserted (ON CONFLICT) from each log row in the same transaction.
+CREATE TABLE IF NOT EXISTS harness_results_final (
+    load_id        text NOT NULL,
+    engine         text NOT NULL,
+    repeat         integer NOT NULL DEFAULT 0,
+    key            text NOT NULL,
+    window_start   bigint NOT NULL,
+    window_end     bigint NOT NULL,
+    cnt            bigint,
+    sum            bigint,
+    min            bigint,
+    max            bigint,
+    last_sent_at   bigint,
+    emissions      integer NOT NULL,
+    first_inserted_at timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    PRIMARY KEY (load_id, key, window_start, window_end)
+);
+
+-- Malformed records, one row each, written by the engine that met them.
+CREATE TABLE IF NOT EXISTS harness_malformed (
+    load_id        text NOT NULL,
+    engine         text NOT NULL,
+    repeat         integer NOT NULL DEFAULT 0,
+    kafka_partition integer,
+    kafka_offset   bigint,
+    raw            text,
+    inserted_at    timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS harness_malformed_load ON harness_malformed (load_id);
+
+CREATE OR REPLACE FUNCTION harness_upsert_final() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO harness_results_final AS f (load_id, engine, repeat, key, window_start, window_end, cnt, sum, min,
+                                            max, last_sent_at, emissions, first_inserted_at, updated_at)
+    VALUES (NEW.load_id, NEW.engine, NEW.repeat, NEW.key, NEW.window_start, NEW.window_end, NEW.cnt, NEW.sum,
+            NEW.min, NEW.max, NEW.last_sent_at, 1, NEW.inserted_at, NEW.inserted_at)
+    ON CONFLICT (load_id, key, window_start, window_end) DO UPDATE
+        SET cnt = EXCLUDED.cnt, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max,
+            last_sent_at = EXCLUDED.last_sent_at, emissions = f.emissions + 1, updated_at = EXCLUDED.updated_at;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER harness_results_log_upsert AFTER INSERT ON harness_results_log
+    FOR EACH ROW EXECUTE FUNCTION harness_upsert_final();
 """
+
+LOG_COLUMNS = ["key", "window_start", "window_end", "cnt", "sum", "min", "max", "last_sent_at", "inserted_at_ms"]
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -83,3 +147,38 @@ def read_expected(conn: psycopg.Connection, load_id: str, answer: str) -> pd.Dat
         "SELECT key, window_start, window_end, cnt, sum, min, max, last_sent_at FROM harness_expected_windows "
         "WHERE load_id = %s AND answer = %s ORDER BY key, window_start, window_end", (load_id, answer)).fetchall()
     return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "cnt", "sum", "min", "max", "last_sent_at"])
+
+
+def read_log(conn: psycopg.Connection, load_id: str) -> pd.DataFrame:
+    """Every emission of a load, oldest first, with the insert time in epoch ms."""
+    rows = conn.execute(
+        "SELECT key, window_start, window_end, cnt, sum, min, max, last_sent_at, "
+        "(extract(epoch FROM inserted_at) * 1000)::float8 FROM harness_results_log WHERE load_id = %s "
+        "ORDER BY inserted_at", (load_id,)).fetchall()
+    return pd.DataFrame(rows, columns=LOG_COLUMNS)
+
+
+def read_final(conn: psycopg.Connection, load_id: str) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT key, window_start, window_end, cnt, sum, min, max, last_sent_at, emissions FROM harness_results_final "
+        "WHERE load_id = %s", (load_id,)).fetchall()
+    return pd.DataFrame(rows, columns=["key", "window_start", "window_end", "cnt", "sum", "min", "max",
+                                       "last_sent_at", "emissions"])
+
+
+def count_final_matching(conn: psycopg.Connection, load_id: str, answer: str) -> tuple[int, int]:
+    """(windows of the answer whose final row equals it, windows in the answer): the runner's wait condition."""
+    row = conn.execute(
+        "SELECT count(f.key), count(*) FROM harness_expected_windows e LEFT JOIN harness_results_final f "
+        "ON f.load_id = e.load_id AND f.key = e.key AND f.window_start = e.window_start AND f.window_end = e.window_end "
+        "AND f.cnt = e.cnt AND f.sum = e.sum AND f.min = e.min AND f.max = e.max "
+        "WHERE e.load_id = %s AND e.answer = %s", (load_id, answer)).fetchone()
+    return int(row[0]), int(row[1])  # type: ignore[index]
+
+
+def count_malformed(conn: psycopg.Connection, load_id: str) -> int:
+    return int(conn.execute("SELECT count(*) FROM harness_malformed WHERE load_id = %s", (load_id,)).fetchone()[0])  # type: ignore[index]
+
+
+def log_rows_since(conn: psycopg.Connection, load_id: str) -> int:
+    return int(conn.execute("SELECT count(*) FROM harness_results_log WHERE load_id = %s", (load_id,)).fetchone()[0])  # type: ignore[index]
