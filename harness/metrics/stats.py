@@ -9,7 +9,7 @@ PERCENTILES = (50, 90, 99, 99.9)
 
 def min_samples_for(p: float) -> int:
     """Samples needed before percentile p says more than the maximum does: at least 10 beyond the tail."""
-    return int(np.ceil(10 / (1 - p / 100.0)))
+    return int(np.ceil(round(10 / (1 - p / 100.0), 6)))
 
 
 def percentiles(values: np.ndarray | list[float]) -> dict[str, object]:

@@ -1,0 +1,120 @@
+"""Contract tests generated for every discovered engine (pipelines/<name>/engine.py).
+
+Static: the Protocol, settings validation, capability consistency. Live: one run per window type with every
+engine in it (each on its own copy of the same load) serves the correctness, malformed, late, duplicate,
+throughput and no-orphan assertions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from conftest import scenario_dict
+from harness.engine import Engine, discover, validate_settings
+from harness.errors import HarnessError
+from harness.runner import RunOptions, run
+from harness.scenario import parse_scenario
+
+ENGINES = sorted(discover())
+WINDOWS = {
+    "tumbling": {"type": "tumbling", "size": "1s"},
+    "sliding": {"type": "sliding", "size": "2s", "slide": "1s"},
+    "session": {"type": "session", "gap": "1s"},
+}
+
+
+def test_engines_are_discovered() -> None:
+    assert "baseline" in ENGINES
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_protocol_and_settings(name: str) -> None:
+    cls = discover()[name]
+    engine = cls()
+    assert isinstance(engine, Engine) and cls.name == name and cls.description
+    defaults = validate_settings(cls, {}, "s.yaml")
+    assert engine.changed_settings(defaults) == {}
+    assert engine.max_trigger_interval_ms(defaults) >= 0
+    floor = engine.latency_floor(parse_scenario(scenario_dict()), defaults)
+    assert floor and all(isinstance(v, int) for v in floor.values())
+    with pytest.raises(HarnessError) as exc:
+        validate_settings(cls, {"no_such_setting": 1}, "s.yaml")
+    assert f"engines.{name}.no_such_setting" in exc.value.message and exc.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+def test_capabilities_match_cannot_run(name: str, window: str) -> None:
+    cls = discover()[name]
+    s = parse_scenario(scenario_dict(query={"window": WINDOWS[window], "watermark_delay": "500ms"}))
+    reason = cls().cannot_run(s, validate_settings(cls, {}, "s.yaml"))
+    if window in cls.capabilities.window_types:
+        assert reason is None
+    else:
+        assert isinstance(reason, str) and reason
+
+
+def _scenario_file(tmp: Path, window: str) -> Path:
+    import yaml
+
+    load: dict[str, Any] = {"rate": 300, "keys": 30, "payload_bytes": 120, "heartbeat_interval": "100ms",
+                            "out_of_order": {"fraction": 0.1, "max_delay": "300ms"}, "malformed_fraction": 0.03}
+    if window == "session":
+        load.update(keys=400, rate=200)
+    else:
+        load["late"] = {"fraction": 0.03, "delay": "4s"}
+    d = scenario_dict(name=f"contract-{window}", duration="5s", load=load,
+                      query={"window": WINDOWS[window], "watermark_delay": "500ms"})
+    p = tmp / f"{window}.yaml"
+    p.write_text(yaml.safe_dump(d))
+    return p
+
+
+@pytest.fixture(scope="module", params=sorted(WINDOWS))
+def live_run(request: pytest.FixtureRequest, stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
+    run_dir = run(RunOptions(_scenario_file(tmp, request.param), results_dir=tmp / "results", engines=ENGINES))
+    return request.param, json.loads((run_dir / "result.json").read_text())
+
+
+def _entry(doc: dict, name: str) -> dict:
+    [e] = [e for e in doc["engines"] if e["engine"] == name]
+    return e
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("name", ENGINES)
+def test_live_exact_and_counted(live_run: tuple[str, dict], name: str) -> None:
+    window, doc = live_run
+    e = _entry(doc, name)
+    if window not in discover()[name].capabilities.window_types:
+        assert e["status"] == "skipped" and e["reason"]
+        return
+    assert e["status"] == "complete", e.get("error")
+    w = e["windows"]
+    c = w["correctness"]
+    assert c["expected"] > 0 and c["exact"] == c["expected"] and c["wrong"] == c["missing"] == c["extra"] == 0
+    assert w["duplicates"] == 0 and w["emitted_before_window_close"] == 0
+    assert w["on_time_events_missing"] == 0
+    load = [ld for ld in doc["loads"] if ld["load_id"] == e["load_id"]][0]
+    kinds = load["ground_truth"]["events_by_kind"]
+    assert e["malformed"]["counted_by_engine"] == e["malformed"]["sent"] == kinds["malformed"] > 0
+    if window != "session":
+        assert kinds["late"] > 0 and w["late_events_dropped"] == kinds["late"]
+    assert w["event_to_result_ms"]["count"] > 0
+    ratio = e["throughput"]["in_vs_acked"]
+    assert ratio is not None and abs(ratio - 1) < 0.10, e["throughput"]
+    assert e["resources"]["cpu_seconds"] > 0 and e["resources"]["peak_rss_mb"] > 0
+
+
+@pytest.mark.stack
+def test_live_leaves_no_engine_process(live_run: tuple[str, dict]) -> None:
+    _, doc = live_run
+    marker = doc["run_id"]
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    assert not left
