@@ -247,7 +247,7 @@ def _print_run_summary(run_dir: Path) -> None:
     if doc["engines"]:
         table = Table(title="engines")
         for col in ("engine", "status", "exact/expected", "wrong", "missing", "extra", "dup", "re-emit",
-                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "CPU s/M ev", "peak RSS MB", "note"):
+                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "CPU s/M ev (load)", "peak RSS MB", "note"):
             table.add_column(col, overflow="fold")
         for e in doc["engines"]:
             w = e.get("windows", {})
@@ -259,7 +259,7 @@ def _print_run_summary(run_dir: Path) -> None:
                           str(c.get("wrong", "-")), str(c.get("missing", "-")), str(c.get("extra", "-")),
                           str(w.get("duplicates", "-")), str(w.get("re_emissions", "-")), str(lat.get("p50", "-")),
                           str(lat.get("p99", "-")), str(th.get("in_records_per_s", "-")), str(th.get("in_vs_acked", "-")),
-                          str(res.get("cpu_seconds_per_million_events", "-")), str(res.get("peak_rss_mb", "-")),
+                          str(e.get("cpu_during_load", {}).get("cpu_seconds_per_million_events", "-")), str(res.get("peak_rss_mb", "-")),
                           e.get("reason") or e.get("error") or "")
         out.print(table)
     out.print(f"results: {run_dir / 'result.json'}")

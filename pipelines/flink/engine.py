@@ -1,0 +1,254 @@
+"""The Flink engine: PyFlink, continuous mode, Flink SQL (pipelines/flink/job.py), on a local mini-cluster,
+a local standalone session cluster the harness starts, or any running JobManager (remote)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Literal
+
+import psutil
+
+from pydantic import Field, model_validator
+
+from harness import paths
+from harness.durations import Millis
+from harness.engine import Capabilities, EngineContext, EngineSettings, Position
+from harness.errors import EXIT_FAILED, HarnessError
+from harness.scenario import Scenario
+from harness.stack import jvm, net, processes
+from pipelines.flink.cluster import SessionCluster
+
+# Flink's own defaults, for changed_settings(): buffer timeout 100 ms, auto-watermark interval 200 ms,
+# JDBC sink flush every 1 s or 100 rows, no checkpoints.
+FLINK_DEFAULTS = {"buffer_timeout": 100, "watermark_interval": 200, "sink_flush_interval": 1000, "sink_batch_size": 100}
+
+
+class FlinkSettings(EngineSettings):
+    mode: Literal["mini", "session", "remote"] = Field(
+        "mini", description="mini: local mini-cluster in the job's process; session: a local standalone cluster "
+                            "started for the run; remote: submit to `jobmanager`")
+    jobmanager: str | None = Field(None, description="host:port of a running JobManager's REST API (mode remote)")
+    parallelism: int = Field(1, ge=1, le=64)
+    checkpoint_interval: Millis | None = None
+    checkpoint_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    start_offsets: Literal["earliest", "latest", "committed", "timestamp"] = "earliest"
+    start_timestamp: int | None = Field(None, ge=0, description="epoch ms, with start_offsets: timestamp")
+    buffer_timeout: Millis = FLINK_DEFAULTS["buffer_timeout"]
+    watermark_interval: Millis = FLINK_DEFAULTS["watermark_interval"]
+    sink_flush_interval: Millis = FLINK_DEFAULTS["sink_flush_interval"]
+    sink_batch_size: int = Field(FLINK_DEFAULTS["sink_batch_size"], ge=1, le=100_000)
+    idle_timeout: Millis | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FlinkSettings":
+        if self.mode == "remote" and not self.jobmanager:
+            raise ValueError("mode remote needs jobmanager: host:port of the JobManager's REST API")
+        if self.jobmanager and self.mode != "remote":
+            raise ValueError("jobmanager is only used with mode: remote")
+        if (self.start_offsets == "timestamp") != (self.start_timestamp is not None):
+            raise ValueError("start_timestamp goes with start_offsets: timestamp, and only with it")
+        return self
+
+
+class FlinkEngine:
+    name = "flink"
+    description = "Apache Flink (PyFlink SQL), continuous: Kafka SQL source, window TVFs, JDBC sink"
+    capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
+                                allowed_lateness=False, emits="final")
+    settings_model = FlinkSettings
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctx: EngineContext | None = None
+        self.cluster: SessionCluster | None = None
+        self._rest: str | None = None
+        self._job: str | None = None
+        self._source_vertex: str | None = None
+
+    # -- description -------------------------------------------------------------------------------------
+    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+        if scenario.query.allowed_lateness > 0:
+            return ("Flink SQL window table-valued functions cannot keep a window open after the watermark "
+                    "(no allowed lateness); run with query.allowed_lateness: 0")
+        if settings.idle_timeout is not None:
+            need = scenario.load.heartbeat_interval + scenario.load.out_of_order.max_delay
+            if settings.idle_timeout <= need:
+                return (f"idle_timeout ({settings.idle_timeout} ms) must exceed the heartbeat interval plus the "
+                        f"out-of-order delay ({need} ms), or an idle-marked partition drops on-time data")
+        return None
+
+    def max_trigger_interval_ms(self, settings: Any) -> int:
+        return 0
+
+    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
+        return {"watermark_delay_ms": scenario.query.watermark_delay,
+                "heartbeat_interval_ms": scenario.load.heartbeat_interval,
+                "watermark_interval_ms": settings.watermark_interval,
+                "buffer_timeout_ms": settings.buffer_timeout,
+                "sink_flush_interval_ms": settings.sink_flush_interval}
+
+    def changed_settings(self, settings: Any) -> dict[str, Any]:
+        return settings.model_dump(mode="json", exclude_defaults=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        s: FlinkSettings = ctx.settings
+        host, port = net.split_host_port(ctx.dsn.split("@", 1)[-1].split("/", 1)[0], 5432)
+        user = ctx.dsn.split("://", 1)[1].split("@", 1)[0] if "@" in ctx.dsn else "harness"
+        user, _, password = user.partition(":")
+        db = ctx.dsn.rsplit("/", 1)[-1].split("?", 1)[0]
+        jobmanager = s.jobmanager
+        if s.mode == "session":
+            jvm.find_java()
+            self.cluster = SessionCluster(ctx.work_dir, slots=s.parallelism)
+            self.cluster.start()
+            jobmanager = self.cluster.address
+        w = ctx.scenario.query.window
+        cfg = {
+            "bootstrap": ctx.bootstrap, "topic": ctx.topic,
+            "jdbc_url": f"jdbc:postgresql://{host}:{port}/{db}", "jdbc_user": urllib.parse.unquote(user),
+            "jdbc_password": urllib.parse.unquote(password),
+            "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
+            "window": {"type": w.type, "size_ms": w.size, "slide_ms": w.slide, "gap_ms": w.gap},
+            "watermark_delay_ms": ctx.scenario.query.watermark_delay, "idle_timeout_ms": s.idle_timeout,
+            "parallelism": s.parallelism, "checkpoint_interval_ms": s.checkpoint_interval,
+            "checkpoint_mode": s.checkpoint_mode,
+            "start_offsets": {"timestamp": s.start_timestamp} if s.start_offsets == "timestamp" else s.start_offsets,
+            "buffer_timeout_ms": s.buffer_timeout, "watermark_interval_ms": s.watermark_interval,
+            "sink_flush_interval_ms": s.sink_flush_interval, "sink_batch_size": s.sink_batch_size,
+            "jars": [str(j) for j in jvm.jars("flink")],
+            "mode": "mini" if s.mode == "mini" else "remote", "jobmanager": jobmanager,
+            "rest_port": net.free_port() if s.mode == "mini" else None,
+            "metrics_file": str(ctx.work_dir / "job.json"),
+        }
+        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+        log = open(ctx.work_dir / "job.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, str(paths.pipelines_dir() / "flink" / "job.py"),
+                                      str(ctx.work_dir / "config.json")],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=ctx.work_dir, start_new_session=True)
+        log.close()
+
+    def _get(self, path: str) -> Any:
+        assert self._rest is not None
+        with urllib.request.urlopen(f"{self._rest}{path}", timeout=5) as r:
+            return json.load(r)
+
+    def wait_running(self, timeout_s: float) -> None:
+        assert self.ctx is not None
+        deadline = time.monotonic() + timeout_s
+        info = self.ctx.work_dir / "job.json"
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise HarnessError(f"the Flink job exited while starting; last lines of its log:\n"
+                                   f"{processes.tail(self.ctx.work_dir / 'job.log', 25)}", exit_code=EXIT_FAILED)
+            if self._job is None and info.exists():
+                meta = json.loads(info.read_text())
+                self._rest, self._job = meta["rest"], meta["job_id"]
+            if self._job is not None:
+                try:
+                    job = self._get(f"/jobs/{self._job}")
+                    tasks = [v.get("status") for v in job.get("vertices", [])]
+                    if job.get("state") == "RUNNING" and tasks and all(t == "RUNNING" for t in tasks):
+                        self._source_vertex = job["vertices"][0]["id"]
+                        return
+                except (OSError, ValueError, KeyError):
+                    pass
+            time.sleep(0.25)
+        raise HarnessError(f"the Flink job was not running after {timeout_s:.0f} s; see {self.ctx.work_dir}",
+                           exit_code=EXIT_FAILED)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        own = [self.proc.pid] if self.alive() and self.proc else []
+        return own + (self.cluster.pids() if self.cluster else [])
+
+    # -- what the engine reports ----------------------------------------------------------------------------
+    def _source_metrics(self) -> dict[str, float]:
+        """The source vertex's metrics, summed over subtasks (each Kafka partition lives on one subtask)."""
+        if self._job is None or self._source_vertex is None:
+            return {}
+        base = f"/jobs/{self._job}/vertices/{self._source_vertex}/subtasks/metrics"
+        ids = [m["id"] for m in self._get(base)]
+        wanted = [i for i in ids if i.endswith(".currentOffset") or re.search(r"Source.*\.numRecordsOut$", i)]
+        out: dict[str, float] = {}
+        for chunk in range(0, len(wanted), 20):
+            q = ",".join(wanted[chunk:chunk + 20])
+            for m in self._get(f"{base}?get={urllib.parse.quote(q, safe=',')}&agg=sum"):
+                out[m["id"]] = float(m.get("sum", 0))
+        return out
+
+    def position(self) -> Position | None:
+        try:
+            metrics = self._source_metrics()
+        except (OSError, ValueError, KeyError):
+            return None
+        if not metrics:
+            return None
+        offsets: dict[int, int] = {}
+        records = None
+        for mid, v in metrics.items():
+            m = re.search(r"partition\.(\d+)\.currentOffset$", mid)
+            if m:
+                # currentOffset is the last record read; the next one to read is one past it (-1: none yet).
+                offsets[int(m.group(1))] = int(v) + 1 if v >= 0 else 0
+            elif mid.endswith("numRecordsOut"):
+                records = int(v)
+        return Position(offsets, records)
+
+    def engine_metrics(self) -> dict[str, Any]:
+        if self._job is None:
+            return {}
+        job = self._get(f"/jobs/{self._job}")
+        out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "vertices": [
+            {"name": v["name"][:120], "parallelism": v.get("parallelism"),
+             "read_records": v.get("metrics", {}).get("read-records"),
+             "write_records": v.get("metrics", {}).get("write-records")} for v in job.get("vertices", [])]}
+        try:
+            cp = self._get(f"/jobs/{self._job}/checkpoints")
+            out["checkpoints"] = {"counts": cp.get("counts"), "summary": {
+                k: cp.get("summary", {}).get(k) for k in ("end_to_end_duration", "state_size", "checkpointed_size")}}
+        except (OSError, ValueError):
+            pass
+        try:
+            bp = [self._get(f"/jobs/{self._job}/vertices/{v['id']}/backpressure") for v in job.get("vertices", [])]
+            out["backpressure"] = [b.get("backpressureLevel") or b.get("backpressure-level") for b in bp]
+        except (OSError, ValueError):
+            pass
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                tree = []
+            if self.proc.poll() is None:
+                self.proc.terminate()  # job.py cancels a remote job on SIGTERM; a mini-cluster dies with it
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+            for p in tree:  # the gateway JVM, if it outlived its parent
+                if p.is_running():
+                    processes.terminate_tree(p.pid, timeout=10)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+
+
+ENGINE = FlinkEngine

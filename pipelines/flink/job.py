@@ -1,0 +1,466 @@
+"""The Flink engine: one PyFlink Table API / SQL job per load, run as `python job.py CONFIG.json`.
+
+What the query computes:
+
+* reads the load's topic as raw UTF-8 text (no JSON format: that would fail the job on text that is not JSON,
+  or silently turn bad fields into nulls with `json.ignore-parse-errors`);
+* decides for every record, in SQL, whether it is well-formed (the one rule of README "What counts as
+  malformed": a JSON object whose `event_id`, `value` and `event_time` are JSON integers and whose `key` is a
+  JSON string);
+* gives every record a rowtime: its `event_time` when well-formed, epoch 0 otherwise. Per Kafka partition the
+  watermark is `max(rowtime) - watermark_delay`, so a malformed record never moves it (epoch 0 is never the
+  maximum), and heartbeats (key `__heartbeat__`) do;
+* writes one row per malformed record (partition, offset, text) to `harness_malformed`;
+* drops malformed records and heartbeats, assigns the rest to tumbling (TUMBLE), sliding (HOP) or session
+  (SESSION ... PARTITION BY key) windows on event time, and per key and window emits, when the watermark
+  passes the window's end, count(*), sum/min/max(value) and max(sent_at) with the window bounds as UTC epoch
+  milliseconds into `harness_results_log`;
+* both INSERTs go through the Flink JDBC connector, append-only (no primary key: every emission is an INSERT;
+  the database stamps `inserted_at`), in one job (a statement set).
+
+Modes: "mini" runs the job in a local mini-cluster inside this process's JVM until the process is killed;
+"remote" submits it to a standalone session cluster's REST endpoint and stays until killed (SIGTERM/SIGINT
+cancel the job) or until the job ends. After submission `metrics_file` gets {"job_id", "rest"} so the harness
+can read the job's metrics over Flink's REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+HEARTBEAT_KEY = "__heartbeat__"
+ENGINE = "flink"
+
+# JSON_QUERY(... WITH ARRAY WRAPPER) re-serialises the selected JSON value inside [ ]: an integer stays
+# `[517]`, while "42" -> `["42"]`, 42.5 -> `[42.5]`, 42.0 -> `[42.0]`, 1e3 -> `[1E+3]`, true -> `[true]`;
+# a missing field or a JSON null gives SQL NULL. JSON_VALUE cannot tell these apart (it returns '42' for 42
+# and "42", 'true' for true), and JSON_VALUE(... RETURNING INT) throws a ClassCastException at run time on a
+# string, which fails the job, so the type is read from JSON_QUERY's text.
+_JSON_INTEGER = r"^\[-?(0|[1-9][0-9]*)\]$"
+_JSON_STRING = r'^\["'
+
+# Default JVM options for the gateway JVM that hosts the mini-cluster (and, in remote mode, only the client):
+# a bounded heap and the serial collector keep one engine inside ~1 GB on a 2-core machine (the JVM would
+# otherwise size its heap at a quarter of RAM and run G1's parallel threads). JVM_ARGS in the environment wins.
+DEFAULT_JVM_ARGS = "-Xms256m -Xmx640m -XX:+UseSerialGC -XX:MaxMetaspaceSize=320m -XX:MaxDirectMemorySize=320m"
+
+
+# --------------------------------------------------------------------------------------------------- SQL text
+
+
+def sql_str(s: str) -> str:
+    """A SQL string literal."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def interval(ms: int) -> str:
+    """An exact SQL interval literal for ms milliseconds.
+
+    `INTERVAL 'n' SECOND` is limited to 99 s (SECOND(2)) and Flink rejects SECOND(p) with p > 2 at code
+    generation, while DAY(p) TO SECOND(3) covers any size exactly.
+    """
+    if ms < 0:
+        raise ValueError(f"negative interval: {ms} ms")
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    precision = max(2, len(str(days)))
+    return (f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' "
+            f"DAY({precision}) TO SECOND(3)")
+
+
+def _typed(field: str) -> str:
+    return f"JSON_QUERY(payload, '$.{field}' WITH ARRAY WRAPPER)"
+
+
+def _bigint(field: str) -> str:
+    # TRY_CAST: a JSON integer beyond BIGINT gives NULL (and so counts as malformed) instead of failing the job.
+    return f"TRY_CAST(JSON_VALUE(payload, '$.{field}') AS BIGINT)"
+
+
+def well_formed_expr() -> str:
+    """TRUE exactly for a well-formed record, FALSE (never NULL) for every other, including a NULL value."""
+    checks = [
+        "payload IS JSON OBJECT",
+        f"REGEXP({_typed('event_id')}, '{_JSON_INTEGER}')",
+        f"REGEXP({_typed('key')}, '{_JSON_STRING}')",
+        f"REGEXP({_typed('value')}, '{_JSON_INTEGER}')",
+        f"REGEXP({_typed('event_time')}, '{_JSON_INTEGER}')",
+        f"{_bigint('value')} IS NOT NULL",
+        f"{_bigint('event_time')} IS NOT NULL",
+    ]
+    return "COALESCE(" + "\n      AND ".join(checks) + ", FALSE)"
+
+
+def rowtime_expr() -> str:
+    # Computed columns cannot refer to each other, so the whole rule is repeated here. Epoch 0 for a malformed
+    # record: a NULL rowtime fails the job, and 0 can never be a partition's maximum, so the watermark ignores it.
+    return (f"TO_TIMESTAMP_LTZ(CASE WHEN {well_formed_expr()}\n"
+            f"      THEN {_bigint('event_time')} ELSE CAST(0 AS BIGINT) END, 3)")
+
+
+def startup_options(start: Any) -> dict[str, str]:
+    if start == "earliest":
+        return {"scan.startup.mode": "earliest-offset"}
+    if start == "latest":
+        return {"scan.startup.mode": "latest-offset"}
+    if start == "committed":
+        # A group without committed offsets starts at the earliest record instead of failing.
+        return {"scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest"}
+    if isinstance(start, dict) and isinstance(start.get("timestamp"), int):
+        return {"scan.startup.mode": "timestamp", "scan.startup.timestamp-millis": str(start["timestamp"])}
+    raise ValueError(f"start_offsets: expected earliest, latest, committed or {{'timestamp': ms}}, got {start!r}")
+
+
+def with_clause(options: dict[str, str]) -> str:
+    return "WITH (\n" + ",\n".join(f"  {sql_str(k)} = {sql_str(v)}" for k, v in options.items()) + "\n)"
+
+
+def source_ddl(cfg: dict[str, Any]) -> str:
+    options = {
+        "connector": "kafka",
+        "topic": cfg["topic"],
+        "properties.bootstrap.servers": cfg["bootstrap"],
+        "properties.group.id": f"harness-{cfg['load_id']}",
+        "format": "raw",
+        "raw.charset": "UTF-8",
+        **startup_options(cfg.get("start_offsets", "earliest")),
+    }
+    if not cfg.get("checkpoint_interval_ms"):
+        # Without checkpoints the Kafka source commits nothing itself; let the consumer do it so that
+        # "committed" means something for a later run of the same group.
+        options["properties.enable.auto.commit"] = "true"
+    delay = int(cfg.get("watermark_delay_ms") or 0)
+    watermark = "rowtime" if delay == 0 else f"rowtime - {interval(delay)}"
+    return f"""CREATE TEMPORARY TABLE events_raw (
+  payload STRING,
+  kafka_partition INT METADATA FROM 'partition' VIRTUAL,
+  kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
+  rowtime AS {rowtime_expr()},
+  WATERMARK FOR rowtime AS {watermark}
+) {with_clause(options)}"""
+
+
+def parsed_view_sql() -> str:
+    return f"""CREATE TEMPORARY VIEW events_parsed AS
+SELECT
+  payload, kafka_partition, kafka_offset, rowtime,
+  {well_formed_expr()} AS well_formed,
+  JSON_VALUE(payload, '$.key') AS `key`,
+  {_bigint('value')} AS `value`,
+  -- sent_at is not part of the rule: a record without an integer sent_at is still counted, with NULL here.
+  CASE WHEN REGEXP({_typed('sent_at')}, '{_JSON_INTEGER}') THEN {_bigint('sent_at')} END AS sent_at
+FROM events_raw"""
+
+
+def events_view_sql() -> str:
+    return f"""CREATE TEMPORARY VIEW events AS
+SELECT `key`, `value`, sent_at, rowtime
+FROM events_parsed
+WHERE well_formed AND `key` <> {sql_str(HEARTBEAT_KEY)}"""
+
+
+def jdbc_sink_ddl(name: str, table: str, columns: str, cfg: dict[str, Any]) -> str:
+    options = {
+        "connector": "jdbc",
+        "url": cfg["jdbc_url"],
+        "table-name": table,
+        "username": cfg.get("jdbc_user") or "harness",
+        "password": cfg.get("jdbc_password") or "",
+        "sink.buffer-flush.interval": f"{int(cfg.get('sink_flush_interval_ms', 200))} ms",
+        "sink.buffer-flush.max-rows": str(int(cfg.get("sink_batch_size", 500))),
+    }
+    # No PRIMARY KEY: the JDBC sink then runs in append mode and every emitted row is a plain INSERT.
+    # inserted_at is not declared, so the INSERT leaves it to the table's clock_timestamp() default.
+    return f"CREATE TEMPORARY TABLE {name} (\n{columns}\n) {with_clause(options)}"
+
+
+RESULT_COLUMNS = """  load_id STRING, engine STRING, `repeat` INT, `key` STRING,
+  window_start BIGINT, window_end BIGINT,
+  cnt BIGINT, `sum` BIGINT, `min` BIGINT, `max` BIGINT, last_sent_at BIGINT"""
+
+MALFORMED_COLUMNS = """  load_id STRING, engine STRING, `repeat` INT,
+  kafka_partition INT, kafka_offset BIGINT, `raw` STRING"""
+
+
+def window_tvf(window: dict[str, Any]) -> str:
+    kind = window.get("type")
+    if kind == "tumbling":
+        return f"TUMBLE(TABLE events, DESCRIPTOR(rowtime), {interval(int(window['size_ms']))})"
+    if kind == "sliding":
+        size, slide = int(window["size_ms"]), int(window["slide_ms"])
+        if size % slide:
+            raise ValueError(f"sliding window: size {size} ms is not a multiple of slide {slide} ms")
+        return f"HOP(TABLE events, DESCRIPTOR(rowtime), {interval(slide)}, {interval(size)})"
+    if kind == "session":
+        # Flink 2.0 supports the SESSION window TVF in streaming; PARTITION BY keeps sessions per key.
+        return (f"SESSION(TABLE events PARTITION BY `key`, DESCRIPTOR(rowtime), "
+                f"{interval(session_gap(int(window['gap_ms'])))})")
+    raise ValueError(f"window.type: expected tumbling, sliding or session, got {kind!r}")
+
+
+def session_gap(gap_ms: int) -> int:
+    """The gap given to Flink for the harness's session rule.
+
+    The harness puts two events of a key in one session when they are less than `gap` apart. Flink merges
+    session windows [t, t + gap) that overlap *or touch* (TimeWindow.intersects is inclusive), so events
+    exactly `gap` apart end up in one session (seen on Flink 2.0.2). With gap - 1 ms Flink merges exactly
+    when t2 - t1 <= gap - 1, i.e. < gap; the window then ends 1 ms early, which results_insert_sql adds back.
+    Cost: the session is emitted when the watermark reaches last + gap - 2 instead of last + gap - 1.
+    """
+    return gap_ms - 1 if gap_ms > 1 else gap_ms
+
+
+def epoch_ms(ts: str) -> str:
+    # window_start/window_end of a TIMESTAMP_LTZ rowtime are TIMESTAMP(3) in table.local-time-zone (UTC here).
+    # CAST to BIGINT is refused, UNIX_TIMESTAMP has second resolution and TIMESTAMPDIFF(MILLISECOND, ...)
+    # overflows INT, so: whole seconds from EXTRACT(EPOCH) plus the millisecond of the second.
+    return f"(EXTRACT(EPOCH FROM {ts}) * 1000 + EXTRACT(MILLISECOND FROM {ts}))"
+
+
+def results_insert_sql(cfg: dict[str, Any]) -> str:
+    window = cfg["window"]
+    end_shift = 0
+    if window.get("type") == "session":
+        end_shift = int(window["gap_ms"]) - session_gap(int(window["gap_ms"]))
+    return f"""INSERT INTO results_sink
+SELECT
+  {sql_str(cfg['load_id'])}, {sql_str(ENGINE)}, CAST({int(cfg.get('repeat', 0))} AS INT), `key`,
+  {epoch_ms('window_start')}, {epoch_ms('window_end')} + {end_shift},
+  COUNT(*), SUM(`value`), MIN(`value`), MAX(`value`), MAX(sent_at)
+FROM TABLE({window_tvf(cfg['window'])})
+GROUP BY `key`, window_start, window_end"""
+
+
+def malformed_insert_sql(cfg: dict[str, Any]) -> str:
+    # PostgreSQL text cannot hold NUL characters: strip them so one odd record cannot fail the sink.
+    return f"""INSERT INTO malformed_sink
+SELECT
+  {sql_str(cfg['load_id'])}, {sql_str(ENGINE)}, CAST({int(cfg.get('repeat', 0))} AS INT),
+  kafka_partition, kafka_offset, REGEXP_REPLACE(payload, '\\u0000', '')
+FROM events_parsed
+WHERE NOT well_formed"""
+
+
+def statements(cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(DDL to execute, INSERTs for the statement set)."""
+    ddl = [
+        source_ddl(cfg),
+        parsed_view_sql(),
+        events_view_sql(),
+        jdbc_sink_ddl("results_sink", "harness_results_log", RESULT_COLUMNS, cfg),
+        jdbc_sink_ddl("malformed_sink", "harness_malformed", MALFORMED_COLUMNS, cfg),
+    ]
+    return ddl, [results_insert_sql(cfg), malformed_insert_sql(cfg)]
+
+
+# ------------------------------------------------------------------------------------------------ configuration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def flink_config(cfg: dict[str, Any], rest_port: int | None) -> dict[str, str]:
+    conf: dict[str, str] = {
+        "execution.runtime-mode": "streaming",
+        "pipeline.name": f"harness-{cfg['load_id']}",
+        "parallelism.default": str(int(cfg.get("parallelism") or 1)),
+        # Window bounds are converted to epoch ms through TIMESTAMP: UTC makes that exact on any machine.
+        "table.local-time-zone": "UTC",
+        "pipeline.jars": ";".join(Path(j).resolve().as_uri() for j in cfg.get("jars", [])),
+        # The REST API serves metrics from a cache refreshed at most this often (default 10 s): the harness
+        # polls progress (records out, Kafka offsets) and needs fresher numbers. Cluster-side in remote mode.
+        "metrics.fetcher.update-interval": "1 s",
+    }
+    if cfg.get("checkpoint_interval_ms"):
+        conf["execution.checkpointing.interval"] = f"{int(cfg['checkpoint_interval_ms'])} ms"
+        mode = cfg.get("checkpoint_mode", "exactly_once")
+        if mode not in ("exactly_once", "at_least_once"):
+            raise ValueError(f"checkpoint_mode: expected exactly_once or at_least_once, got {mode!r}")
+        conf["execution.checkpointing.mode"] = mode.upper()
+    buffer_timeout = cfg.get("buffer_timeout_ms")
+    if buffer_timeout is not None:
+        if int(buffer_timeout) < 0:  # Flink 1.x's -1: flush only full buffers
+            conf["execution.buffer-timeout.enabled"] = "false"
+        else:
+            conf["execution.buffer-timeout.interval"] = f"{int(buffer_timeout)} ms"
+    if cfg.get("watermark_interval_ms") is not None:
+        conf["pipeline.auto-watermark-interval"] = f"{int(cfg['watermark_interval_ms'])} ms"
+    if cfg.get("idle_timeout_ms"):
+        conf["table.exec.source.idle-timeout"] = f"{int(cfg['idle_timeout_ms'])} ms"
+
+    if cfg.get("mode", "mini") == "remote":
+        host, _, port = str(cfg["jobmanager"]).rpartition(":")
+        conf.update({"execution.target": "remote", "rest.address": host or "127.0.0.1", "rest.port": port})
+    else:
+        conf.update({
+            "execution.target": "local",
+            # The mini-cluster serves Flink's REST API (not the web UI: flink-runtime-web is not shipped).
+            "rest.address": "127.0.0.1",
+            "rest.bind-address": "127.0.0.1",
+            "rest.port": str(rest_port),
+            "rest.bind-port": str(rest_port),
+            # The mini-cluster's task executor: the job needs little managed (RocksDB/batch) memory and few
+            # network buffers at parallelism <= 4; the defaults reserve 128 MB and 64 MB.
+            "taskmanager.numberOfTaskSlots": str(max(1, int(cfg.get("parallelism") or 1))),
+            "taskmanager.memory.managed.size": "32m",
+            "taskmanager.memory.network.min": "32m",
+            "taskmanager.memory.network.max": "32m",
+        })
+    return conf
+
+
+# ------------------------------------------------------------------------------------------------------ running
+
+
+def _drain_gateway_stderr() -> None:
+    """pyflink starts its JVM with stderr=PIPE and never reads it after start-up: a JVM that writes more than
+    a pipe's worth (64 KiB) of stack traces to stderr would block. Copy that stream to our stderr instead."""
+    import pyflink.java_gateway as gateway
+
+    launch = gateway.launch_gateway_server_process
+
+    def pump(stream: IO[bytes]) -> None:
+        for line in iter(stream.readline, b""):
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+    def launch_and_drain(env: dict[str, str], args: list[str]) -> Any:
+        proc = launch(env, args)
+        if proc.stderr is not None:
+            threading.Thread(target=pump, args=(proc.stderr,), name="jvm-stderr", daemon=True).start()
+        return proc
+
+    gateway.launch_gateway_server_process = launch_and_drain
+
+
+def log(msg: str) -> None:
+    print(f"[flink-job {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost 'Caused by:' line of a py4j error (the Java stack trace is in the JVM log)."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    causes = [ln for ln in lines if ln.startswith("Caused by:")]
+    return causes[-1] if causes else (lines[0] if lines else repr(exc))
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def run(cfg: dict[str, Any]) -> int:
+    mode = cfg.get("mode", "mini")
+    if mode not in ("mini", "remote"):
+        raise ValueError(f"mode: expected mini or remote, got {mode!r}")
+    rest_port: int | None = None
+    if mode == "mini":
+        # Without a fixed port the mini-cluster binds a random one that the client API does not reveal;
+        # picking a free one here keeps the REST API reachable for the harness either way.
+        rest_port = int(cfg["rest_port"]) if cfg.get("rest_port") else free_port()
+    metrics_file = Path(cfg["metrics_file"]) if cfg.get("metrics_file") else None
+
+    os.environ.setdefault("JVM_ARGS", DEFAULT_JVM_ARGS)
+    if metrics_file is not None:
+        # The JVM's log4j file (flink-*-python-*.log) goes beside the metrics file, not into the venv.
+        os.environ.setdefault("FLINK_LOG_DIR", str(metrics_file.parent.resolve()))
+    _drain_gateway_stderr()
+
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    conf = Configuration()
+    for k, v in flink_config(cfg, rest_port).items():
+        conf.set_string(k, v)
+    t_env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode()
+                                    .with_configuration(conf).build())
+    # Setting pipeline.jars through the table config also puts the connector jars on the client's class
+    # loader, which the planner needs to find the kafka, raw and jdbc factories.
+    t_env.get_config().set("pipeline.jars", conf.get_string("pipeline.jars", ""))
+
+    ddl, inserts = statements(cfg)
+    for stmt in ddl:
+        t_env.execute_sql(stmt)
+    stmt_set = t_env.create_statement_set()
+    for stmt in inserts:
+        stmt_set.add_insert_sql(stmt)
+    result = stmt_set.execute()
+    client = result.get_job_client()
+    if client is None:
+        raise RuntimeError("the statement set did not start a job")
+    job_id = str(client.get_job_id())
+    rest = f"http://127.0.0.1:{rest_port}" if mode == "mini" else f"http://{cfg['jobmanager']}"
+    if metrics_file is not None:
+        write_atomic(metrics_file, {"job_id": job_id, "rest": rest})
+    log(f"submitted job {job_id} ({mode}), REST {rest}")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    # Poll rather than block in result.wait(): a blocking py4j call would delay our signal handlers until the
+    # job ends, and a failed job must end this process (non-zero) so the harness sees it. The execution-result
+    # future is what tells the end: in mini mode the mini-cluster shuts down with the job, after which
+    # get_job_status() itself throws.
+    outcome = client.get_job_execution_result()
+    last = ""
+    while not stop.wait(1.0):
+        if outcome.done():
+            try:
+                outcome.result()
+            except Exception as exc:
+                log(f"job {job_id} failed: {root_cause(exc)}")
+                return 1
+            log(f"job {job_id} finished")
+            return 0
+        try:
+            status = client.get_job_status().result().name
+        except Exception:  # ending right now: the next round reads the outcome
+            continue
+        if status != last:
+            log(f"job {job_id}: {status}")
+            last = status
+
+    if mode == "remote":
+        # The job lives in the session cluster, not here: cancel it so the next run starts from a clean cluster.
+        try:
+            client.cancel().result()
+            log(f"cancelled job {job_id}")
+        except Exception as exc:
+            log(f"cancelling job {job_id} failed: {exc}")
+    return 0
+
+
+def main(argv: list[str]) -> NoReturn:
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} CONFIG.json", file=sys.stderr)
+        sys.exit(2)
+    cfg = json.loads(Path(argv[1]).read_text())
+    code = run(cfg)
+    # pyflink's py4j threads are not daemons: leave without waiting for them (the JVM ends with us).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
