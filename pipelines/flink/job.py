@@ -39,13 +39,31 @@ from typing import IO, Any, NoReturn
 HEARTBEAT_KEY = "__heartbeat__"
 ENGINE = "flink"
 
-# JSON_QUERY(... WITH ARRAY WRAPPER) re-serialises the selected JSON value inside [ ]: an integer stays
-# `[517]`, while "42" -> `["42"]`, 42.5 -> `[42.5]`, 42.0 -> `[42.0]`, 1e3 -> `[1E+3]`, true -> `[true]`;
-# a missing field or a JSON null gives SQL NULL. JSON_VALUE cannot tell these apart (it returns '42' for 42
-# and "42", 'true' for true), and JSON_VALUE(... RETURNING INT) throws a ClassCastException at run time on a
-# string, which fails the job, so the type is read from JSON_QUERY's text.
-_JSON_INTEGER = r"^\[-?(0|[1-9][0-9]*)\]$"
-_JSON_STRING = r'^\["'
+# The malformed rule in SQL, with one JSON parse per evaluation (see NOTES.md for the measurements):
+#
+# CANONICAL selects the four rule fields and sent_at with a multi-property JSON path. Flink 2.0.2 returns them
+# re-serialised as compact JSON with the keys in sorted order, whatever the input's order, spacing, escapes
+# or duplicate keys (the last one wins), and only the keys present, e.g.
+#   {"event_id":17,"event_time":1795627300017,"key":"k000042","sent_at":1795627300018,"value":517}
+# and NULL for text that is not a JSON object. Numbers keep their JSON type in that text: 42.0 stays 42.0,
+# 42.5 stays 42.5, "42" stays a string, true stays true; null stays null. So one anchored regex (RECORD) over
+# that text decides the rule and REGEXP_EXTRACT reads the fields from its groups (NULL when it does not match).
+#
+# Things tried and rejected: JSON_VALUE returns the same text '42' for 42 and "42" and 'true' for true;
+# JSON_VALUE(... RETURNING INT) throws ClassCastException on a string and fails the job; RETURNING BIGINT is
+# refused at code generation; per-field JSON_QUERY(... WITH ARRAY WRAPPER) is exact too ([42] vs ["42"]) but
+# costs a parse per field and ran at ~20k records/s against this form's rate.
+#
+# One hole in the re-serialisation: numbers go through BigDecimal, so 2e0 and 1.5E1 come back as 2 and 15.
+# EXPONENT catches an exponent on the three integer fields in the original text instead ("value":2e0 can only
+# appear outside JSON strings, where quotes are escaped; a nested object's "value" with an exponent, inside
+# sent_at, would be a false positive).
+CANONICAL = "JSON_QUERY(payload, '$[''event_id'',''event_time'',''key'',''sent_at'',''value'']')"
+_INT = r"-?(?:0|[1-9][0-9]*)"
+RECORD = (r'^\{"event_id":(' + _INT + r'),"event_time":(' + _INT + r'),"key":("(?:[^"\\]|\\.)*")'
+          r'(?:,"sent_at":(.*?))?,"value":(' + _INT + r')\}$')
+G_EVENT_TIME, G_KEY, G_SENT_AT, G_VALUE = 2, 3, 4, 5
+EXPONENT = r'"(?:event_id|value|event_time)"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
 
 # Default JVM options for the gateway JVM that hosts the mini-cluster (and, in remote mode, only the client):
 # a bounded heap and the serial collector keep one engine inside ~1 GB on a 2-core machine (the JVM would
@@ -78,34 +96,23 @@ def interval(ms: int) -> str:
             f"DAY({precision}) TO SECOND(3)")
 
 
-def _typed(field: str) -> str:
-    return f"JSON_QUERY(payload, '$.{field}' WITH ARRAY WRAPPER)"
+def canonical_expr() -> str:
+    """The canonical text of the rule fields, or NULL when the record cannot be well-formed."""
+    return f"CASE WHEN COALESCE(REGEXP(payload, '{EXPONENT}'), FALSE) THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
 
 
-def _bigint(field: str) -> str:
-    # TRY_CAST: a JSON integer beyond BIGINT gives NULL (and so counts as malformed) instead of failing the job.
-    return f"TRY_CAST(JSON_VALUE(payload, '$.{field}') AS BIGINT)"
-
-
-def well_formed_expr() -> str:
-    """TRUE exactly for a well-formed record, FALSE (never NULL) for every other, including a NULL value."""
-    checks = [
-        "payload IS JSON OBJECT",
-        f"REGEXP({_typed('event_id')}, '{_JSON_INTEGER}')",
-        f"REGEXP({_typed('key')}, '{_JSON_STRING}')",
-        f"REGEXP({_typed('value')}, '{_JSON_INTEGER}')",
-        f"REGEXP({_typed('event_time')}, '{_JSON_INTEGER}')",
-        f"{_bigint('value')} IS NOT NULL",
-        f"{_bigint('event_time')} IS NOT NULL",
-    ]
-    return "COALESCE(" + "\n      AND ".join(checks) + ", FALSE)"
+def field(canonical: str, group: int) -> str:
+    return f"REGEXP_EXTRACT({canonical}, '{RECORD}', {group})"
 
 
 def rowtime_expr() -> str:
-    # Computed columns cannot refer to each other, so the whole rule is repeated here. Epoch 0 for a malformed
-    # record: a NULL rowtime fails the job, and 0 can never be a partition's maximum, so the watermark ignores it.
-    return (f"TO_TIMESTAMP_LTZ(CASE WHEN {well_formed_expr()}\n"
-            f"      THEN {_bigint('event_time')} ELSE CAST(0 AS BIGINT) END, 3)")
+    # Computed columns cannot refer to each other, so the rule is inlined here. A malformed record gets epoch 0:
+    # a NULL rowtime fails the job, and 0 is never a partition's maximum, so the watermark ignores it.
+    # TRY_CAST: an integer beyond BIGINT counts as malformed instead of failing the job. The outer COALESCE:
+    # TO_TIMESTAMP_LTZ gives NULL beyond year 9999; such a (well-formed) event lands at epoch 0, i.e. late.
+    event_time = f"TRY_CAST({field(canonical_expr(), G_EVENT_TIME)} AS BIGINT)"
+    return (f"COALESCE(TO_TIMESTAMP_LTZ(COALESCE({event_time}, CAST(0 AS BIGINT)), 3), "
+            f"TO_TIMESTAMP_LTZ(CAST(0 AS BIGINT), 3))")
 
 
 def startup_options(start: Any) -> dict[str, str]:
@@ -151,15 +158,31 @@ def source_ddl(cfg: dict[str, Any]) -> str:
 
 
 def parsed_view_sql() -> str:
+    # CROSS JOIN UNNEST(ARRAY[x]) computes x once per record and hands it on as a column: the planner merges
+    # views and projections into one Calc and repeats an expression at every use (no common subexpressions),
+    # which would parse the JSON once per field. The sub-plan is shared by both INSERTs.
+    return f"""CREATE TEMPORARY VIEW events_canonical AS
+SELECT payload, kafka_partition, kafka_offset, rowtime, c.canonical
+FROM events_raw CROSS JOIN UNNEST(ARRAY[{canonical_expr()}]) AS c(canonical)"""
+
+
+def fields_view_sql() -> str:
+    key_json = field("canonical", G_KEY)
+    sent_at = field("canonical", G_SENT_AT)
     return f"""CREATE TEMPORARY VIEW events_parsed AS
 SELECT
   payload, kafka_partition, kafka_offset, rowtime,
-  {well_formed_expr()} AS well_formed,
-  JSON_VALUE(payload, '$.key') AS `key`,
-  {_bigint('value')} AS `value`,
-  -- sent_at is not part of the rule: a record without an integer sent_at is still counted, with NULL here.
-  CASE WHEN REGEXP({_typed('sent_at')}, '{_JSON_INTEGER}') THEN {_bigint('sent_at')} END AS sent_at
-FROM events_raw"""
+  -- the regex matched (key_json is set) and value and event_time fit in BIGINT
+  {key_json} IS NOT NULL
+    AND TRY_CAST({field("canonical", G_VALUE)} AS BIGINT) IS NOT NULL
+    AND TRY_CAST({field("canonical", G_EVENT_TIME)} AS BIGINT) IS NOT NULL AS well_formed,
+  -- the key as JSON text: strip the quotes, or let JSON_VALUE undo escapes when there are any
+  CASE WHEN POSITION('\\' IN {key_json}) > 0 THEN JSON_VALUE(payload, '$.key')
+       ELSE SUBSTRING({key_json} FROM 2 FOR CHAR_LENGTH({key_json}) - 2) END AS `key`,
+  TRY_CAST({field("canonical", G_VALUE)} AS BIGINT) AS `value`,
+  -- sent_at is not part of the rule: without an integer sent_at a record still counts, with NULL here
+  CASE WHEN REGEXP({sent_at}, '^{_INT}$') THEN TRY_CAST({sent_at} AS BIGINT) END AS sent_at
+FROM events_canonical"""
 
 
 def events_view_sql() -> str:
@@ -256,6 +279,7 @@ def statements(cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
     ddl = [
         source_ddl(cfg),
         parsed_view_sql(),
+        fields_view_sql(),
         events_view_sql(),
         jdbc_sink_ddl("results_sink", "harness_results_log", RESULT_COLUMNS, cfg),
         jdbc_sink_ddl("malformed_sink", "harness_malformed", MALFORMED_COLUMNS, cfg),
