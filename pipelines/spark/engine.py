@@ -1,0 +1,268 @@
+"""The Spark engine: PySpark Structured Streaming, micro-batch (pipelines/spark/job.py), on local[N], on a local
+standalone cluster the harness starts (`master: standalone`), or on any master URL (spark://...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Literal
+
+import psutil
+from pydantic import Field, field_validator, model_validator
+
+from harness import paths
+from harness.durations import Millis
+from harness.engine import Capabilities, EngineContext, EngineSettings, Position
+from harness.errors import EXIT_FAILED, HarnessError
+from harness.scenario import Scenario
+from harness.stack import jvm, processes
+
+# Spark's own defaults for what the settings change (reported in engine_metrics, since changed_settings()
+# is relative to this engine's defaults: a run with default settings changes nothing).
+SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_interval": "0 (next batch at once)",
+                  "output_mode": "append", "shuffle_partitions": 200, "driver_memory": "1g",
+                  "spark.ui.enabled": True, "spark.sql.session.timeZone": "the JVM's time zone",
+                  "spark.sql.variant.allowDuplicateKeys": False}
+
+# Spark's own errors for what it cannot run, captured once on pyspark 4.2.0 with this job (see NOTES in the
+# report): we do not start a JVM in cannot_run() just to have Spark say it again.
+REAL_TIME_ERROR_42 = ("[STREAMING_REAL_TIME_MODE.OPERATOR_OR_SINK_NOT_IN_ALLOWLIST] Streaming real-time mode has "
+                      "the following limitation: The aggregate(s) are not supported in the real-time mode and "
+                      "therefore not supported in the real-time mode yet.")
+CONTINUOUS_ERROR = ("Continuous processing does not support Aggregate operations.")
+SESSION_UPDATE_ERROR = ("Spark refuses session windows in update output mode")
+
+
+class SparkSettings(EngineSettings):
+    master: str = Field("local[2]", description="local[N], `standalone` (a local Master and Worker started for "
+                                                "the run), or a master URL such as spark://host:7077")
+    trigger: Literal["processing_time", "real_time", "continuous"] = Field(
+        "processing_time", description="processing_time: micro-batches every trigger_interval; real_time and "
+                                       "continuous are Spark's low-latency modes (both refuse this query, see "
+                                       "cannot_run)")
+    trigger_interval: Millis = Field(400, description="micro-batch interval (Spark's default is 0: back to back)")
+    output_mode: Literal["append", "update"] = Field(
+        "append", description="append: each window once, after the watermark passes its end; update: every "
+                              "batch emits the windows it changed (partial values)")
+    shuffle_partitions: int = Field(2, ge=1, le=10_000, description="spark.sql.shuffle.partitions (Spark: 200)")
+    driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$")
+    executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$", description="standalone/remote executors")
+    worker_cores: int = Field(2, ge=1, le=256, description="cores of the Worker started with master: standalone")
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark configuration")
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, v: str) -> str:
+        import re
+
+        if v == "standalone" or re.fullmatch(r"local(\[(\*|[0-9]+)(,[0-9]+)?\])?", v) or re.match(
+                r"^(spark|yarn|k8s|mesos)(://.+)?$", v):
+            return v
+        raise ValueError(f"expected local[N], standalone or a master URL (spark://host:port), got {v!r}")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SparkSettings":
+        if self.trigger == "processing_time" and self.trigger_interval < 0:
+            raise ValueError("trigger_interval must be >= 0")
+        if self.trigger in ("real_time", "continuous") and self.trigger_interval <= 0:
+            raise ValueError(f"trigger {self.trigger} needs a positive trigger_interval (a checkpoint interval)")
+        return self
+
+
+def pyspark_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pyspark")
+    except Exception:
+        return "unknown"
+
+
+class SparkEngine:
+    name = "spark"
+    description = "Apache Spark Structured Streaming (PySpark), micro-batch: Kafka source, window/session_window, " \
+                  "foreachBatch to PostgreSQL"
+    # emits: "final" describes the default output mode (append). With output_mode: update every batch emits
+    # partial rows; start() then sets an instance-level Capabilities with emits="updates" so the harness's
+    # measurement (first-emission latency, no early-emission check) matches what was run.
+    capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}),
+                                triggers=("processing_time",), allowed_lateness=False, emits="final")
+    settings_model = SparkSettings
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctx: EngineContext | None = None
+        self.cluster: Any = None
+
+    # -- description -------------------------------------------------------------------------------------
+    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+        if scenario.query.allowed_lateness > 0:
+            return ("Spark Structured Streaming has no allowed lateness: a window's state is dropped (and, in "
+                    "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
+                    "only lateness knob. Run with query.allowed_lateness: 0")
+        if settings.trigger == "continuous":
+            return f"the continuous trigger cannot run this query; Spark says: {CONTINUOUS_ERROR}"
+        if settings.trigger == "real_time":
+            return (f"real-time mode (pyspark {pyspark_version()}) cannot run this windowed aggregation; Spark "
+                    f"says: {REAL_TIME_ERROR_42}")
+        if scenario.query.window.type == "session" and settings.output_mode == "update":
+            return f"session windows do not run in update output mode; {SESSION_UPDATE_ERROR}"
+        return None
+
+    def max_trigger_interval_ms(self, settings: Any) -> int:
+        return int(settings.trigger_interval)
+
+    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
+        return {"watermark_delay_ms": scenario.query.watermark_delay,
+                "heartbeat_interval_ms": scenario.load.heartbeat_interval,
+                "trigger_interval_ms": int(settings.trigger_interval)}
+
+    def changed_settings(self, settings: Any) -> dict[str, Any]:
+        return settings.model_dump(mode="json", exclude_defaults=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        s: SparkSettings = ctx.settings
+        if s.output_mode == "update":
+            self.capabilities = Capabilities(window_types=type(self).capabilities.window_types,
+                                             triggers=type(self).capabilities.triggers,
+                                             allowed_lateness=False, emits="updates")
+        jvm.find_java()
+        master = s.master
+        if master == "standalone":
+            from pipelines.spark.cluster import StandaloneCluster
+
+            self.cluster = StandaloneCluster(ctx.work_dir, cores=s.worker_cores, memory=s.executor_memory)
+            self.cluster.start()
+            master = self.cluster.url
+        w = ctx.scenario.query.window
+        cfg = {
+            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "dsn": ctx.dsn,
+            "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
+            "window": {"type": w.type, "size_ms": w.size, "slide_ms": w.slide, "gap_ms": w.gap},
+            "watermark_delay_ms": ctx.scenario.query.watermark_delay,
+            "trigger": {"kind": s.trigger, "interval_ms": int(s.trigger_interval)},
+            "output_mode": s.output_mode, "master": master, "shuffle_partitions": s.shuffle_partitions,
+            "driver_memory": s.driver_memory, "executor_memory": s.executor_memory,
+            "cores_max": s.worker_cores if s.master == "standalone" else None,
+            "log_level": s.log_level, "spark_conf": dict(s.spark_conf),
+            "jars": [str(j) for j in jvm.jars("spark")],
+            "work_dir": str(ctx.work_dir), "checkpoint_dir": str(ctx.work_dir / "checkpoint"),
+            "status_file": str(ctx.work_dir / "status.json"),
+        }
+        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+               "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(
+                   p for p in (str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        log = open(ctx.work_dir / "job.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, str(paths.pipelines_dir() / "spark" / "job.py"),
+                                      str(ctx.work_dir / "config.json")],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=ctx.work_dir, env=env,
+                                     start_new_session=True)
+        log.close()
+
+    def wait_running(self, timeout_s: float) -> None:
+        """Returns once the query has completed its first micro-batch (it then reads the topic)."""
+        assert self.ctx is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            st = self._status()
+            if st.get("error"):
+                raise HarnessError(f"the Spark query failed to start: {st['error']}", exit_code=EXIT_FAILED)
+            if not self.alive():
+                raise HarnessError(f"the Spark job exited while starting; last lines of its log:\n"
+                                   f"{processes.tail(self.ctx.work_dir / 'job.log', 25)}", exit_code=EXIT_FAILED)
+            if st.get("batches", 0) >= 1:
+                return
+            time.sleep(0.25)
+        raise HarnessError(f"the Spark query had not completed a batch after {timeout_s:.0f} s; see "
+                           f"{self.ctx.work_dir / 'job.log'}", exit_code=EXIT_FAILED)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        own = [self.proc.pid] if self.alive() and self.proc else []
+        return own + (self.cluster.pids() if self.cluster else [])
+
+    # -- what the engine reports ----------------------------------------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        if self.ctx is None:
+            return {}
+        try:
+            return json.loads((self.ctx.work_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def position(self) -> Position | None:
+        st = self._status()
+        if not st or not st.get("batches"):
+            return None
+        # endOffset of the last completed batch: the next offset the query will read, per partition.
+        return Position({int(p): int(o) for p, o in (st.get("offsets") or {}).items()}, st.get("records_in"))
+
+    def engine_metrics(self) -> dict[str, Any]:
+        st = self._status()
+        if not st:
+            return {}
+        keep = ("batches", "records_in", "batch_ms", "duration_ms", "input_rows_per_second",
+                "processed_rows_per_second", "state_operators", "max_state_rows", "watermark", "watermark_ms",
+                "num_rows_dropped_by_watermark", "sink", "offsets", "latest_offsets", "error")
+        out = {k: st.get(k) for k in keep if k in st}
+        out["notes"] = {
+            "num_rows_dropped_by_watermark": "Spark's own late-row counter: rows dropped by the stateful "
+                                             "operator, counted after the window expansion and partial "
+                                             "aggregation, so it counts aggregated rows, not events",
+            "batch_ms": "triggerExecution duration of every micro-batch",
+            "offsets": "endOffset of the last completed batch per partition (the next offset to read)",
+        }
+        if self.ctx is not None:
+            s = self.ctx.settings
+            out["changed_from_spark_defaults"] = {
+                k: {"spark_default": SPARK_DEFAULTS[k], "this_run": v} for k, v in {
+                    "master": s.master, "trigger": s.trigger, "trigger_interval": f"{s.trigger_interval} ms",
+                    "output_mode": s.output_mode, "shuffle_partitions": s.shuffle_partitions,
+                    "driver_memory": s.driver_memory, "spark.ui.enabled": False,
+                    "spark.sql.session.timeZone": "UTC", "spark.sql.variant.allowDuplicateKeys": True,
+                }.items() if str(SPARK_DEFAULTS[k]) != str(v)}
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                tree = []
+            if self.proc.poll() is None:
+                self.proc.terminate()  # job.py stops the query and the SparkContext on SIGTERM
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    pass
+            for p in tree:  # the driver JVM, if it outlived its parent
+                try:
+                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                        processes.terminate_tree(p.pid, timeout=10)
+                except psutil.NoSuchProcess:
+                    pass
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
+            except (ProcessLookupError, PermissionError):
+                pass
+            if self.proc.poll() is None:
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+
+
+ENGINE = SparkEngine
