@@ -65,6 +65,10 @@ class Engine(Protocol):
     def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
         """None when it can run the scenario, else the reason it skips (never a silent ignore)."""
 
+    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
+        """Which ground-truth answer the engine's semantics promise: "on_time" (watermark-based: late events
+        dropped) or "complete" (every well-formed event, e.g. a batch job that recomputes within a look-back)."""
+
     def max_trigger_interval_ms(self, settings: Any) -> int:
         """Longest interval between the engine's emissions (0 for continuous engines): late data must clear it."""
 

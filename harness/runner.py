@@ -325,7 +325,8 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
         monitor = _Monitor(engine, ctx, gen)
         worker = _start_generator(gen, tb, 2**62, load_id, hooks, holder)
         truth = None
-        promised = "on_time"
+        promised = engine.promised_answer(scenario, plan.settings)
+        entry["promised_answer"] = promised
         deadline_ms: int | None = None
         matched = total = 0
         status = "complete"
@@ -368,7 +369,8 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
             raise HarnessError(f"{plan.name}: the load did not finish", exit_code=EXIT_FAILED)
         load = _load_entry(load_id, plan.name, repeat, topic, scenario, tb, gen, model, stats, truth)
         results.add("loads", load)
-        entry.update(_measure(plan, engine, scenario, dsn, load_id, tb, t_start_ms, truth, stats, monitor, results))
+        entry.update(_measure(plan, engine, scenario, dsn, load_id, tb, t_start_ms, truth, stats, monitor, results,
+                              promised))
         entry["status"] = status
         hooks.message(f"{plan.name}: {status}; {matched}/{total} windows hold their promised value")
     except KeyboardInterrupt:
@@ -402,14 +404,15 @@ def _safe(fn: Callable[[], Any]) -> Any:
 
 
 def _measure(plan: EnginePlan, engine: Any, scenario: Scenario, dsn: str, load_id: str, tb: int, t_start_ms: int,
-             truth: groundtruth.GroundTruth, stats: SendStats, monitor: _Monitor, results: ResultFile) -> dict[str, Any]:
+             truth: groundtruth.GroundTruth, stats: SendStats, monitor: _Monitor, results: ResultFile,
+             promised: str) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:
         log = tables.read_log(conn, load_id)
         final = tables.read_final(conn, load_id)
         malformed_counted = tables.count_malformed(conn, load_id)
     ooo = scenario.load.out_of_order.max_delay if scenario.load.out_of_order.fraction > 0 else 0
     rep = window_metrics.report(
-        promised="on_time", expected=truth.windows, log=log, final=final, time_base_ms=tb,
+        promised=promised, expected=truth.windows, log=log, final=final, time_base_ms=tb,
         warmup_ms=scenario.warmup, watermark_delay_ms=scenario.query.watermark_delay, ooo_slack_ms=ooo,
         emits=engine.capabilities.emits, windows_per_event=windows_per_event(scenario))
     raw = results.raw_dir(load_id)

@@ -71,8 +71,10 @@ def _scenario_file(tmp: Path, window: str) -> Path:
     if window == "session":
         load.update(keys=400, rate=200)
     else:
-        load["late"] = {"fraction": 0.03, "delay": "4s"}
-    d = scenario_dict(name=f"contract-{window}", duration="5s", load=load,
+        load["late"] = {"fraction": 0.03, "delay": "6s"}
+    # Interval engines get a short interval: the defaults (an hourly batch job) suit benchmarks, not tests.
+    engines = {"batch": {"interval": "2s"}}
+    d = scenario_dict(name=f"contract-{window}", duration="8s", load=load, engines=engines,
                       query={"window": WINDOWS[window], "watermark_delay": "500ms"})
     p = tmp / f"{window}.yaml"
     p.write_text(yaml.safe_dump(d))
@@ -112,7 +114,11 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str) -> None:
 
     assert all(kinds.get(k, 0) > 0 for k in MALFORMED_KINDS), kinds  # every kind was sent, and all were counted
     if window != "session":
-        assert kinds["late"] > 0 and w["late_events_dropped"] == kinds["late"]
+        assert kinds["late"] > 0
+        if e["promised_answer"] == "on_time":
+            assert w["late_events_dropped"] == kinds["late"]
+        else:  # the complete answer: late events recomputed, none dropped
+            assert w["late_events_dropped"] == 0
     assert w["event_to_result_ms"]["count"] > 0
     ratio = e["throughput"]["in_vs_acked"]
     assert ratio is not None and abs(ratio - 1) < 0.10, e["throughput"]

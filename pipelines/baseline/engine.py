@@ -40,6 +40,9 @@ class BaselineEngine:
             return "the baseline closes a window when the watermark passes its end; it has no allowed lateness"
         return None
 
+    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
+        return "on_time"
+
     def max_trigger_interval_ms(self, settings: Any) -> int:
         return 0
 

@@ -85,6 +85,9 @@ class FlinkEngine:
                         f"out-of-order delay ({need} ms), or an idle-marked partition drops on-time data")
         return None
 
+    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
+        return "on_time"
+
     def max_trigger_interval_ms(self, settings: Any) -> int:
         return 0
 

@@ -39,31 +39,35 @@ from typing import IO, Any, NoReturn
 HEARTBEAT_KEY = "__heartbeat__"
 ENGINE = "flink"
 
-# The malformed rule in SQL, with one JSON parse per evaluation (see NOTES.md for the measurements):
+# The malformed rule in SQL, with one JSON parse and one regex per evaluation (see NOTES.md):
 #
-# CANONICAL selects the four rule fields and sent_at with a multi-property JSON path. Flink 2.0.2 returns them
+# CANONICAL selects the rule's fields and sent_at with a multi-property JSON path. Flink 2.0.2 returns them
 # re-serialised as compact JSON with the keys in sorted order, whatever the input's order, spacing, escapes
 # or duplicate keys (the last one wins), and only the keys present, e.g.
 #   {"event_id":17,"event_time":1795627300017,"key":"k000042","sent_at":1795627300018,"value":517}
-# and NULL for text that is not a JSON object. Numbers keep their JSON type in that text: 42.0 stays 42.0,
-# 42.5 stays 42.5, "42" stays a string, true stays true; null stays null. So one anchored regex (RECORD) over
-# that text decides the rule and REGEXP_EXTRACT reads the fields from its groups (NULL when it does not match).
+# and NULL for text that is not a JSON object. Values keep their JSON type in that text: 42.0, 42.5, "42",
+# true and null stay what they are. One anchored regex (RECORD) over it is the rule; once it matches, the
+# layout is fixed and plain string functions read the fields (see parsed_view_sql).
 #
-# Things tried and rejected: JSON_VALUE returns the same text '42' for 42 and "42" and 'true' for true;
-# JSON_VALUE(... RETURNING INT) throws ClassCastException on a string and fails the job; RETURNING BIGINT is
-# refused at code generation; per-field JSON_QUERY(... WITH ARRAY WRAPPER) is exact too ([42] vs ["42"]) but
-# costs a parse per field and ran at ~20k records/s against this form's rate.
+# Rejected: JSON_VALUE returns the same '42' for 42 and "42", and 'true' for true; JSON_VALUE(... RETURNING
+# INT) throws ClassCastException on a string at run time (the job fails); RETURNING BIGINT is refused at code
+# generation; per-field JSON_QUERY(... WITH ARRAY WRAPPER) is exact ([42] vs ["42"]) but the planner
+# repeats every expression at each use (about 34 JSON parses a record). REGEXP_REPLACE takes its replacement
+# literally ('$1' is not a group), so a regex cannot repack the fields in one pass.
 #
-# One hole in the re-serialisation: numbers go through BigDecimal, so 2e0 and 1.5E1 come back as 2 and 15.
-# EXPONENT catches an exponent on the three integer fields in the original text instead ("value":2e0 can only
-# appear outside JSON strings, where quotes are escaped; a nested object's "value" with an exponent, inside
-# sent_at, would be a false positive).
+# Deviations, none of which the generator produces: numbers go through BigDecimal, so 2e0 or 1.5E1 would come
+# back as 2 and 15; EXPONENT looks for an exponent on the three integer fields in the original text instead
+# (a quoted "value" cannot occur inside a JSON string, so only a nested object's "value" in sent_at could be a
+# false positive). Integers of more than 18 digits count as malformed (they may not fit BIGINT). Trailing
+# text after the object ({...} xyz) is ignored by the JSON functions, where Python's parsers reject it.
 CANONICAL = "JSON_QUERY(payload, '$[''event_id'',''event_time'',''key'',''sent_at'',''value'']')"
-_INT = r"-?(?:0|[1-9][0-9]*)"
-RECORD = (r'^\{"event_id":(' + _INT + r'),"event_time":(' + _INT + r'),"key":("(?:[^"\\]|\\.)*")'
-          r'(?:,"sent_at":(.*?))?,"value":(' + _INT + r')\}$')
-G_EVENT_TIME, G_KEY, G_SENT_AT, G_VALUE = 2, 3, 4, 5
+_INT = r"-?(?:0|[1-9][0-9]{0,17})"
+# The one group is event_time. sent_at may be any JSON value: lazily up to the top-level "value", which sorts
+# last; a nested "value" inside sent_at cannot end the text with "}" directly after its number.
+RECORD = (r'^\{"event_id":' + _INT + r',"event_time":(' + _INT + r'),"key":"[^"\\]*(?:\\.[^"\\]*)*"'
+          r'(?:,"sent_at":.*?)?,"value":' + _INT + r'\}$')
 EXPONENT = r'"(?:event_id|value|event_time)"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
+SENT_AT_EXPONENT = r'"sent_at"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
 
 # Default JVM options for the gateway JVM that hosts the mini-cluster (and, in remote mode, only the client):
 # a bounded heap and the serial collector keep one engine inside ~1 GB on a 2-core machine (the JVM would
@@ -97,20 +101,18 @@ def interval(ms: int) -> str:
 
 
 def canonical_expr() -> str:
-    """The canonical text of the rule fields, or NULL when the record cannot be well-formed."""
-    return f"CASE WHEN COALESCE(REGEXP(payload, '{EXPONENT}'), FALSE) THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
-
-
-def field(canonical: str, group: int) -> str:
-    return f"REGEXP_EXTRACT({canonical}, '{RECORD}', {group})"
+    """The canonical text of the rule's fields, or NULL when the record is not a JSON object or has an exponent."""
+    # The cheap digit-then-e test first: the exact one is a regex scan of the whole record.
+    exponent = f"REGEXP(payload, '[0-9][eE]') AND REGEXP(payload, '{EXPONENT}')"
+    return f"CASE WHEN COALESCE({exponent}, FALSE) THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
 
 
 def rowtime_expr() -> str:
-    # Computed columns cannot refer to each other, so the rule is inlined here. A malformed record gets epoch 0:
-    # a NULL rowtime fails the job, and 0 is never a partition's maximum, so the watermark ignores it.
-    # TRY_CAST: an integer beyond BIGINT counts as malformed instead of failing the job. The outer COALESCE:
-    # TO_TIMESTAMP_LTZ gives NULL beyond year 9999; such a (well-formed) event lands at epoch 0, i.e. late.
-    event_time = f"TRY_CAST({field(canonical_expr(), G_EVENT_TIME)} AS BIGINT)"
+    # Computed columns cannot refer to each other, so the rule is inlined here, as one REGEXP_EXTRACT that both
+    # checks it and reads event_time. A malformed record gets epoch 0: a NULL rowtime fails the job, and 0 is
+    # never a partition's maximum, so the watermark ignores it. The outer COALESCE: TO_TIMESTAMP_LTZ gives NULL
+    # beyond year 9999; such an event lands at epoch 0, i.e. late.
+    event_time = f"CAST(REGEXP_EXTRACT({canonical_expr()}, '{RECORD}', 1) AS BIGINT)"
     return (f"COALESCE(TO_TIMESTAMP_LTZ(COALESCE({event_time}, CAST(0 AS BIGINT)), 3), "
             f"TO_TIMESTAMP_LTZ(CAST(0 AS BIGINT), 3))")
 
@@ -160,28 +162,32 @@ def source_ddl(cfg: dict[str, Any]) -> str:
 def parsed_view_sql() -> str:
     # CROSS JOIN UNNEST(ARRAY[x]) computes x once per record and hands it on as a column: the planner merges
     # views and projections into one Calc and repeats an expression at every use (no common subexpressions),
-    # which would parse the JSON once per field. The sub-plan is shared by both INSERTs.
+    # which would parse the JSON once per field.
     return f"""CREATE TEMPORARY VIEW events_canonical AS
 SELECT payload, kafka_partition, kafka_offset, rowtime, c.canonical
 FROM events_raw CROSS JOIN UNNEST(ARRAY[{canonical_expr()}]) AS c(canonical)"""
 
 
 def fields_view_sql() -> str:
-    key_json = field("canonical", G_KEY)
-    sent_at = field("canonical", G_SENT_AT)
+    # Only read where RECORD matched, i.e. canonical = {"event_id":I,"event_time":I,"key":"...",
+    # ["sent_at":any,]"value":I}: event_time is the second comma-separated part (event_id has no comma), value
+    # follows the last ':', and ',"key":"' and ',"sent_at":' occur first where RECORD put them (before them
+    # come integers only, and a JSON string cannot hold an unescaped quote).
+    after_key = "SUBSTRING(canonical FROM POSITION(',\"key\":\"' IN canonical) + 8)"
+    sent_at = "SPLIT_INDEX(SUBSTRING(canonical FROM POSITION(',\"sent_at\":' IN canonical) + 11), ',', 0)"
     return f"""CREATE TEMPORARY VIEW events_parsed AS
 SELECT
   payload, kafka_partition, kafka_offset, rowtime,
-  -- the regex matched (key_json is set) and value and event_time fit in BIGINT
-  {key_json} IS NOT NULL
-    AND TRY_CAST({field("canonical", G_VALUE)} AS BIGINT) IS NOT NULL
-    AND TRY_CAST({field("canonical", G_EVENT_TIME)} AS BIGINT) IS NOT NULL AS well_formed,
-  -- the key as JSON text: strip the quotes, or let JSON_VALUE undo escapes when there are any
-  CASE WHEN POSITION('\\' IN {key_json}) > 0 THEN JSON_VALUE(payload, '$.key')
-       ELSE SUBSTRING({key_json} FROM 2 FOR CHAR_LENGTH({key_json}) - 2) END AS `key`,
-  TRY_CAST({field("canonical", G_VALUE)} AS BIGINT) AS `value`,
+  COALESCE(REGEXP(canonical, '{RECORD}'), FALSE) AS well_formed,
+  -- a key with escapes (then canonical has a backslash) is left to JSON_VALUE to unescape
+  CASE WHEN POSITION('\\' IN canonical) > 0 THEN JSON_VALUE(payload, '$.key')
+       ELSE SPLIT_INDEX({after_key}, '"', 0) END AS `key`,
+  TRY_CAST(REPLACE(REVERSE(SPLIT_INDEX(REVERSE(canonical), ':', 0)), '}}', '') AS BIGINT) AS `value`,
   -- sent_at is not part of the rule: without an integer sent_at a record still counts, with NULL here
-  CASE WHEN REGEXP({sent_at}, '^{_INT}$') THEN TRY_CAST({sent_at} AS BIGINT) END AS sent_at
+  CASE WHEN POSITION(',"sent_at":' IN canonical) > 0
+        AND CAST(TRY_CAST({sent_at} AS BIGINT) AS STRING) = {sent_at}
+        AND NOT (REGEXP(payload, '[0-9][eE]') AND REGEXP(payload, '{SENT_AT_EXPONENT}'))
+       THEN TRY_CAST({sent_at} AS BIGINT) END AS sent_at
 FROM events_canonical"""
 
 

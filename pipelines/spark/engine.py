@@ -53,7 +53,7 @@ class SparkSettings(EngineSettings):
     executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$", description="standalone/remote executors")
     worker_cores: int = Field(2, ge=1, le=256, description="cores of the Worker started with master: standalone")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
-    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark configuration")
+    spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
     @field_validator("master")
     @classmethod
@@ -113,6 +113,9 @@ class SparkEngine:
         if scenario.query.window.type == "session" and settings.output_mode == "update":
             return f"session windows do not run in update output mode; {SESSION_UPDATE_ERROR}"
         return None
+
+    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
+        return "on_time"  # watermark-based: events for windows the watermark has passed are dropped
 
     def max_trigger_interval_ms(self, settings: Any) -> int:
         return int(settings.trigger_interval)

@@ -93,8 +93,8 @@ def well_formed_expr() -> str:
     return "coalesce(is_valid_utf8(raw) AND v IS NOT NULL AND " + " AND ".join(checks) + ", false)"
 
 
-def build_output(spark: Any, cfg: dict[str, Any]) -> Any:
-    """The streaming DataFrame: window rows (kind 'w') and malformed rows (kind 'm') in one schema."""
+def kafka_input(spark: Any, cfg: dict[str, Any]) -> Any:
+    """The topic as (kafka_partition, kafka_offset, raw): the value as text, no parsing yet."""
     from pyspark.sql import functions as F
 
     src = (spark.readStream.format("kafka")
@@ -104,9 +104,15 @@ def build_output(spark: Any, cfg: dict[str, Any]) -> Any:
            .option("failOnDataLoss", "true"))
     for k, v in (cfg.get("kafka_options") or {}).items():
         src = src.option(k, str(v))
-    raw = src.load().select(
+    return src.load().select(
         F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
         F.col("value").cast("string").alias("raw"))
+
+
+def build_output(raw: Any, cfg: dict[str, Any]) -> Any:
+    """The streaming DataFrame: window rows (kind 'w') and malformed rows (kind 'm') in one schema."""
+    from pyspark.sql import functions as F
+
     parsed = raw.withColumn("v", F.expr("try_parse_json(raw)")).withColumn("ok", F.expr(well_formed_expr()))
 
     window = cfg["window"]
@@ -157,16 +163,18 @@ def build_output(spark: Any, cfg: dict[str, Any]) -> Any:
 
 
 class Sink:
-    """Appends a batch's rows to PostgreSQL from the driver, one transaction per batch."""
+    """Appends a batch's rows to PostgreSQL from the driver, one transaction per batch (COPY into both tables)."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: dict[str, Any], dry_run: bool = False) -> None:
         self.cfg = cfg
+        self.dry_run = dry_run
         self.ident = (cfg["load_id"], ENGINE, int(cfg.get("repeat", 0)))
         self._conn: Any = None
         self.lock = threading.Lock()
         self.rows_written = 0
         self.malformed_written = 0
         self.heartbeat_rows = 0
+        self.last_ms: dict[str, float] = {}
 
     def conn(self) -> Any:
         import psycopg
@@ -185,7 +193,7 @@ class Sink:
                 self.heartbeat_rows += 1
             else:
                 results.append((*self.ident, *r[1:9]))
-        if not results and not malformed:
+        if self.dry_run or (not results and not malformed):
             return
         with self.lock:
             conn = self.conn()
@@ -202,7 +210,13 @@ class Sink:
             self.malformed_written += len(malformed)
 
     def foreach_batch(self, df: Any, batch_id: int) -> None:
-        self.write([tuple(r) for r in df.collect()])
+        t0 = time.perf_counter()
+        rows = [tuple(r) for r in df.collect()]
+        t1 = time.perf_counter()
+        self.write(rows)
+        t2 = time.perf_counter()
+        self.last_ms = {"batch_id": batch_id, "rows": len(rows), "collect_ms": round((t1 - t0) * 1000, 1),
+                        "write_ms": round((t2 - t1) * 1000, 1)}
 
     def close(self) -> None:
         if self._conn is not None:
@@ -218,11 +232,9 @@ class RowWriter:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         self.sink: Sink | None = None
-        self.rows: list[tuple] = []
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
         self.sink = Sink(self.cfg)
-        self.rows = []
         return True
 
     def process(self, row: Any) -> None:
@@ -257,24 +269,34 @@ def kafka_offsets(offset: Any, topic: str) -> dict[str, int]:
 
 
 class Progress:
-    """Accumulates every batch's progress and writes the status file the engine reads."""
+    """Accumulates every batch's progress and writes the status file the engine reads.
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    records_in counts Kafka offsets (endOffset - startOffset per partition and batch; a batch without a start
+    began at offset 0 of the fresh topic). Spark's own numInputRows is kept beside it, but it counts every scan
+    of the source, and this query scans each offset range twice (the union of the window branch and the
+    malformed branch), so it reports twice the records read.
+    """
+
+    RECENT = 120
+
+    def __init__(self, cfg: dict[str, Any], sink: Sink) -> None:
         self.cfg = cfg
         self.path = Path(cfg["status_file"])
         self.topic = cfg["topic"]
+        self.sink = sink
         self.lock = threading.Lock()
         self.batches = 0
         self.records_in = 0
+        self.num_input_rows = 0
         self.dropped_by_watermark = 0
         self.offsets: dict[str, int] = {}
         self.latest: dict[str, int] = {}
         self.durations: list[int] = []        # triggerExecution ms of every batch
+        self.recent: list[dict[str, Any]] = []
         self.max_state_rows = 0
         self.last: dict[str, Any] = {}
-        self.started_ms = int(time.time() * 1000)
-        self.sink: Sink | None = None
         self.error: str | None = None
+        self.warmup: dict[str, Any] = {}
 
     def write(self, running: bool = True) -> None:
         with self.lock:
@@ -284,9 +306,10 @@ class Progress:
                      for op in last.get("stateOperators", [])]
             d = sorted(self.durations)
             doc = {
-                "running": running, "started_ms": self.started_ms, "batches": self.batches,
+                "running": running, "batches": self.batches,
                 "batch_id": last.get("batchId"), "timestamp": last.get("timestamp"),
                 "offsets": self.offsets, "latest_offsets": self.latest, "records_in": self.records_in,
+                "num_input_rows_total": self.num_input_rows,
                 "input_rows_per_second": last.get("inputRowsPerSecond"),
                 "processed_rows_per_second": last.get("processedRowsPerSecond"),
                 "num_input_rows": last.get("numInputRows"),
@@ -297,10 +320,13 @@ class Progress:
                 "watermark_ms": iso_to_ms((last.get("eventTime") or {}).get("watermark")),
                 "num_rows_dropped_by_watermark": self.dropped_by_watermark,
                 "batch_ms": {"count": len(d), "p50": d[len(d) // 2] if d else None,
+                             "p90": d[min(len(d) - 1, int(len(d) * 0.9))] if d else None,
                              "p99": d[min(len(d) - 1, int(len(d) * 0.99))] if d else None,
                              "max": d[-1] if d else None, "mean": round(sum(d) / len(d), 1) if d else None},
-                "sink": ({"rows_written": self.sink.rows_written, "malformed_written": self.sink.malformed_written,
-                          "heartbeat_rows_dropped": self.sink.heartbeat_rows} if self.sink else None),
+                "recent_batches": self.recent,
+                "sink": {"rows_written": self.sink.rows_written, "malformed_written": self.sink.malformed_written,
+                         "heartbeat_rows_dropped": self.sink.heartbeat_rows},
+                "warmup": self.warmup,
                 "error": self.error,
             }
         write_atomic(self.path, doc)
@@ -308,10 +334,12 @@ class Progress:
     def on_progress(self, p: dict[str, Any]) -> None:
         with self.lock:
             self.batches += 1
-            self.records_in += int(p.get("numInputRows") or 0)
+            self.num_input_rows += int(p.get("numInputRows") or 0)
             for src in p.get("sources", []):
+                start = kafka_offsets(src.get("startOffset"), self.topic)
                 end = kafka_offsets(src.get("endOffset"), self.topic)
                 if end:
+                    self.records_in += sum(o - start.get(part, 0) for part, o in end.items())
                     self.offsets = end
                 latest = kafka_offsets(src.get("latestOffset"), self.topic)
                 if latest:
@@ -319,9 +347,14 @@ class Progress:
             for op in p.get("stateOperators", []):
                 self.dropped_by_watermark += int(op.get("numRowsDroppedByWatermark") or 0)
                 self.max_state_rows = max(self.max_state_rows, int(op.get("numRowsTotal") or 0))
-            te = (p.get("durationMs") or {}).get("triggerExecution")
-            if te is not None:
-                self.durations.append(int(te))
+            dur = p.get("durationMs") or {}
+            if dur.get("triggerExecution") is not None:
+                self.durations.append(int(dur["triggerExecution"]))
+            self.recent.append({"batch_id": p.get("batchId"), "timestamp": p.get("timestamp"),
+                                "rows": p.get("numInputRows"), "duration_ms": dur,
+                                "watermark": (p.get("eventTime") or {}).get("watermark"),
+                                "sink": dict(self.sink.last_ms)})
+            del self.recent[:-self.RECENT]
             self.last = p
         self.write()
 
@@ -336,7 +369,7 @@ def make_listener(progress: Progress, query_id: list[str]) -> Any:
         def onQueryProgress(self, event: Any) -> None:
             try:
                 p = json.loads(event.progress.json)
-                if not query_id or p.get("id") == query_id[0]:
+                if query_id and p.get("id") == query_id[0]:  # not the warm-up query's progress
                     progress.on_progress(p)
             except Exception as exc:  # never let a status write break the listener bus
                 log(f"progress listener: {type(exc).__name__}: {exc}")
@@ -348,6 +381,63 @@ def make_listener(progress: Progress, query_id: list[str]) -> Any:
             pass
 
     return Listener()
+
+
+# ------------------------------------------------------------------------------------------------ warm-up
+
+
+def warmup_lines(cfg: dict[str, Any], batch: int, base_ms: int) -> list[str]:
+    """Records like the load's (every malformed kind, heartbeats), with event times that close windows."""
+    w = cfg["window"]
+    step = int(w.get("size_ms") or w.get("gap_ms") or 1000) + int(cfg.get("watermark_delay_ms") or 0) + 1
+    t0 = base_ms + batch * step
+    lines = []
+    for i in range(200):
+        lines.append(json.dumps({"event_id": i, "key": f"w{i % 40:03d}", "value": i % 1000 + 1,
+                                 "event_time": t0 + (i * 7) % step, "pad": "x" * 40, "sent_at": t0 + i}))
+    lines.append(json.dumps({"event_id": -1, "key": HEARTBEAT_KEY, "value": 0, "event_time": t0 + step,
+                             "sent_at": t0}))
+    lines += ['{"event_id":1,"key":"w000","value":1,"event_time":', '{"event_id":1,"key":"w000","value":1}',
+              '{"event_id":1,"key":"w000","value":1,"event_time":null}',
+              '{"event_id":1,"key":7,"value":1,"event_time":%d}' % t0,
+              '{"event_id":1,"key":"w000","value":"1","event_time":%d}' % t0,
+              '{"event_id":1,"key":"w000","value":1,"event_time":%d.0}' % t0]
+    return lines
+
+
+def warm_up(spark: Any, cfg: dict[str, Any], progress: Progress) -> None:
+    """Run the same query on a few files before the real one, so the JVM's JIT and Spark's code generation
+    are warm when the load starts (a cold JVM takes 2-6 s for its first micro-batches, longer than the late
+    delay allows). The warm-up sink collects the rows but writes nothing."""
+    from pyspark.sql import functions as F
+
+    batches = int(cfg.get("warmup_batches") or 0)
+    if batches <= 0:
+        return
+    t = time.monotonic()
+    root = Path(cfg["work_dir"]).resolve() / "warmup"
+    inp = root / "input"
+    inp.mkdir(parents=True, exist_ok=True)
+    base = 1_000_000_000_000
+    for b in range(batches):
+        (inp / f"part-{b:04d}.txt").write_text("\n".join(warmup_lines(cfg, b, base)) + "\n")
+    raw = (spark.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(inp))
+           .select(F.lit(0).alias("kafka_partition"), F.lit(0).cast("bigint").alias("kafka_offset"),
+                   F.col("value").alias("raw")))
+    sink = Sink(cfg, dry_run=True)
+    sink.conn()  # the real sink's connection: open it now, not in the first batch
+    progress.sink._conn = sink._conn
+    q = (build_output(raw, cfg).writeStream.outputMode(cfg.get("output_mode") or "append")
+         .option("checkpointLocation", str(root / "checkpoint"))
+         .trigger(availableNow=True).foreachBatch(sink.foreach_batch).start())
+    q.awaitTermination(300)
+    durations = [int((p.get("durationMs") or {}).get("triggerExecution", 0)) for p in
+                 (json.loads(x.json) for x in q.recentProgress)]
+    if q.isActive:
+        q.stop()
+    progress.warmup = {"batches": len(durations), "batch_ms": durations,
+                       "seconds": round(time.monotonic() - t, 1), "rows_emitted": sink.heartbeat_rows}
+    log(f"warm-up: {len(durations)} batches in {time.monotonic() - t:.1f} s, batch ms {durations}")
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -371,7 +461,6 @@ def spark_session(cfg: dict[str, Any]) -> Any:
         "spark.local.dir": str(work / "spark-local"),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
-        "spark.sql.streaming.checkpointLocation": str(work / "checkpoints"),
         "spark.sql.warehouse.dir": str(work / "spark-warehouse"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={work / 'derby'}",
     }
@@ -387,7 +476,7 @@ def spark_session(cfg: dict[str, Any]) -> Any:
 
 
 def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> Any:
-    out = build_output(spark, cfg)
+    out = build_output(kafka_input(spark, cfg), cfg)
     trig = cfg.get("trigger") or {"kind": "processing_time", "interval_ms": 500}
     kind, every = trig["kind"], interval(int(trig.get("interval_ms") or 0))
     writer = (out.writeStream.queryName(f"harness_{cfg['load_id']}".replace(".", "_").replace("-", "_"))
@@ -404,16 +493,19 @@ def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> Any:
     return writer.start()
 
 
-def root_cause(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """Spark's own message: the first line of a captured exception (its desc), else the last 'Caused by:'."""
+    desc = getattr(exc, "desc", None) or getattr(exc, "_desc", None)
+    if desc:
+        return str(desc).strip()
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     causes = [ln for ln in lines if ln.startswith("Caused by:")]
     return causes[-1] if causes else (lines[0] if lines else repr(exc))
 
 
 def run(cfg: dict[str, Any]) -> int:
-    progress = Progress(cfg)
     sink = Sink(cfg)
-    progress.sink = sink
+    progress = Progress(cfg, sink)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -426,11 +518,20 @@ def run(cfg: dict[str, Any]) -> int:
     query_id: list[str] = []
     spark.streams.addListener(make_listener(progress, query_id))
     try:
+        warm_up(spark, cfg, progress)
+    except Exception as exc:  # a failed warm-up costs latency, not correctness: say so and go on
+        log(f"warm-up failed (continuing cold): {error_text(exc)}")
+        progress.warmup = {"error": error_text(exc)}
+    if stop.is_set():
+        spark.stop()
+        return 0
+    try:
         query = start_query(spark, cfg, sink)
     except Exception as exc:
-        progress.error = root_cause(exc)
+        progress.error = error_text(exc)
         progress.write(running=False)
         log(f"the query did not start: {exc}")
+        spark.stop()
         return 1
     query_id.append(str(query.id))
     log(f"query {query.id} started ({cfg.get('master')}, trigger {cfg.get('trigger')}, "
@@ -441,14 +542,14 @@ def run(cfg: dict[str, Any]) -> int:
             if query.awaitTermination(0.5):
                 exc = query.exception()
                 if exc is not None:
-                    progress.error = root_cause(exc) if not hasattr(exc, "desc") else str(exc.desc)
+                    progress.error = error_text(exc)
                     log(f"query failed: {exc}")
                     code = 1
                 else:
                     log("query ended")
                 break
         except Exception as exc:  # awaitTermination raises the query's exception
-            progress.error = root_cause(exc)
+            progress.error = error_text(exc)
             log(f"query failed: {exc}")
             code = 1
             break

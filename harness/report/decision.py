@@ -1,0 +1,391 @@
+"""The decision summary: every `slo` field of the scenario checked for every engine, the honest comparison of
+the engines on each ranked figure, and a decision-record draft a team can paste into its decision log.
+
+Rules (docs/reports.md explains them to readers):
+- An SLO is judged only on complete engine runs. Skipped, failed, timed-out, interrupted or unfinished runs are
+  "not measured" with their reason, never a pass. With repeats, an engine meets an SLO only when every repeat
+  was measured and meets it; the figure shown is the worst repeat, with the range beside it.
+- A pass whose margin is inside the noise band, or that rests on a percentile flagged unreliable, is marked as
+  such: it may not hold on the next run.
+- No engine is called better where the figures don't show it (see harness.report.metrics.judge).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from harness.metrics.stats import min_samples_for
+from harness.report import metrics as M
+from harness.report.data import EngineRun, RunData, dig, millis, num
+
+# slo field -> (metric, direction: "max" = figure must be <= the value, "min" = figure must be >= it, how to parse)
+SLO_FIELDS: dict[str, tuple[M.Metric, str, str]] = {
+    "p99_latency": (M.P99, "max", "duration"),
+    "p50_latency": (M.P50, "max", "duration"),
+    "max_duplicates": (M.DUPS, "max", "number"),
+    "max_wrong_windows": (M.WRONG, "max", "number"),
+    "max_missing_windows": (M.MISSING, "max", "number"),
+    "min_throughput": (M.THR_IN, "min", "number"),
+    "max_cpu_seconds_per_million": (M.CPU_M, "max", "number"),
+    "max_peak_memory_mb": (M.PEAK_MB, "max", "number"),
+}
+SLO_PATHS = {
+    "p99_latency": "windows.event_to_result_ms.p99", "p50_latency": "windows.event_to_result_ms.p50",
+    "max_duplicates": "windows.duplicates", "max_wrong_windows": "windows.correctness.wrong",
+    "max_missing_windows": "windows.correctness.missing", "min_throughput": "throughput.in_records_per_s",
+    "max_cpu_seconds_per_million": "cpu_during_load.cpu_seconds_per_million_events",
+    "max_peak_memory_mb": "resources.peak_rss_mb",
+}
+
+PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"
+
+
+@dataclass
+class SloCheck:
+    field: str
+    engine: str
+    threshold: float | None
+    verdict: str                          # pass / fail / not measured
+    figure: float | None = None           # the worst measured repeat
+    values: list[float] = field(default_factory=list)
+    margin: float | None = None           # positive: room left; negative: by how much it missed
+    margin_rel: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> M.Metric:
+        return SLO_FIELDS[self.field][0]
+
+    @property
+    def direction(self) -> str:
+        return SLO_FIELDS[self.field][1]
+
+
+@dataclass
+class EngineVerdict:
+    engine: str
+    status: str                 # "meets all SLOs", "misses", "not measured", "no SLOs"
+    repeats: int
+    measured: int
+    missed: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)     # why not measured (skip reasons, errors)
+
+
+@dataclass
+class DecisionSummary:
+    slo: dict[str, Any]
+    checks: list[SloCheck]
+    verdicts: dict[str, EngineVerdict]
+    rankings: list[M.Ranking]
+    spread_note: str
+    record_md: str
+    unknown_slo_fields: list[str] = field(default_factory=list)
+
+
+def _threshold(name: str, raw: Any) -> float | None:
+    kind = SLO_FIELDS[name][2]
+    return millis(raw) if kind == "duration" else num(raw)
+
+
+def _why_not(run: EngineRun) -> str:
+    e = run.entry
+    if run.status == "skipped":
+        return f"skipped: {e.get('reason') or 'no reason recorded'}"
+    detail = e.get("error") or e.get("reason")
+    if run.status in ("starting", "running"):
+        return f"{run.status} when the result was written (unfinished)" + (f": {detail}" if detail else "")
+    return f"{run.status}" + (f": {detail}" if detail else "")
+
+
+def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
+              band: float = M.NOISE_BAND) -> SloCheck:
+    metric, direction, _ = SLO_FIELDS[name]
+    thr = _threshold(name, raw_threshold)
+    chk = SloCheck(name, engine, thr, NOT_MEASURED)
+    if thr is None:
+        chk.notes.append(f"threshold {raw_threshold!r} is not a number")
+        return chk
+    unmeasured = [r for r in runs if not r.measured]
+    vals = [(r, metric.value(r)) for r in runs if r.measured]
+    missing_fig = [r for r, v in vals if v is None]
+    vals = [(r, v) for r, v in vals if v is not None]
+    for r in unmeasured:
+        chk.notes.append(f"#{r.repeat} {_why_not(r)}")
+    for r in missing_fig:
+        chk.notes.append(f"#{r.repeat}: no {SLO_PATHS[name]} in result.json")
+    if not runs:
+        chk.notes.append("no run of this engine in result.json")
+    if not vals:
+        return chk
+    chk.values = [v for _, v in vals]
+    worst = max(chk.values) if direction == "max" else min(chk.values)
+    chk.figure = worst
+    chk.margin = (thr - worst) if direction == "max" else (worst - thr)
+    chk.margin_rel = chk.margin / thr if thr else None
+    ok = chk.margin >= 0
+    if unmeasured or missing_fig:
+        chk.verdict = FAIL if not ok else NOT_MEASURED
+        if ok:
+            chk.notes.insert(0, f"the measured repeats pass ({len(vals)} of {len(runs)}), but not every repeat was "
+                                "measured")
+        return chk
+    chk.verdict = PASS if ok else FAIL
+    if len(chk.values) > 1:
+        failing = sum(1 for v in chk.values if (v > thr if direction == "max" else v < thr))
+        if failing and failing < len(chk.values):
+            chk.notes.append(f"{failing} of {len(chk.values)} repeats miss it")
+    if ok and chk.margin_rel is not None and abs(chk.margin_rel) <= band and chk.margin > 0:
+        chk.notes.append(f"borderline: within {band:.0%} of the threshold")
+    if ok and chk.margin == 0:
+        chk.notes.append("exactly at the threshold")
+    if any(metric.unreliable(r) for r, _ in vals):
+        n = min(int(num(r.get("windows", "event_to_result_ms", "count")) or 0) for r, _ in vals)
+        need = min_samples_for(float((metric.percentile or "p0")[1:]))
+        chk.notes.append(f"{metric.percentile} unreliable: {n} windows measured, {need} needed")
+    return chk
+
+
+def _verdicts(run: RunData, slo: dict[str, Any], checks: list[SloCheck]) -> dict[str, EngineVerdict]:
+    out = {}
+    for engine, runs in run.by_engine().items():
+        mine = [c for c in checks if c.engine == engine]
+        v = EngineVerdict(engine, "", len(runs), sum(1 for r in runs if r.measured))
+        v.reasons = [f"#{r.repeat} {_why_not(r)}" for r in runs if not r.measured]
+        v.missed = [c.field for c in mine if c.verdict == FAIL]
+        if v.missed:
+            v.status = "misses"
+        elif not runs or v.measured < len(runs) or any(c.verdict == NOT_MEASURED for c in mine):
+            v.status = "not measured"
+        elif not slo:
+            v.status = "no SLOs"
+        else:
+            v.status = "meets all SLOs"
+        out[engine] = v
+    return out
+
+
+def spread_note(run: RunData) -> str:
+    counts = {e: sum(1 for r in runs if r.measured) for e, runs in run.by_engine().items()}
+    with_spread = [e for e, n in counts.items() if n >= 2]
+    if counts and len(with_spread) == len(counts):
+        n = min(counts.values())
+        return (f"Each engine was measured {n} or more times; figures are the median with the range (min..max) over "
+                "the repeats, and a difference whose ranges overlap is called a tie.")
+    base = (f"No spread was measured (a single run per engine{'; repeats only for ' + ', '.join(with_spread) if with_spread else ''}): "
+            f"a difference counts as a win only when it exceeds a ±{M.NOISE_BAND:.0%} noise band (relative to the "
+            "better figure) and, for latency percentiles, when their 95% confidence intervals from the per-window "
+            "samples do not overlap; otherwise it is a tie. Use --repeat 3 or more to measure the spread.")
+    return base
+
+
+def summarize(run: RunData, band: float = M.NOISE_BAND) -> DecisionSummary:
+    slo = run.slo
+    unknown = [k for k in slo if k not in SLO_FIELDS]
+    groups = run.by_engine()
+    checks = [check_slo(name, slo[name], engine, runs, band)
+              for name in SLO_FIELDS if name in slo for engine, runs in groups.items()]
+    verdicts = _verdicts(run, slo, checks)
+    rankings = []
+    for metric in M.RANKED:
+        figs = {e: f for e, runs in groups.items() if (f := M.figure(runs, metric)) is not None}
+        if figs:
+            rankings.append(M.rank(figs, metric, band))
+    summary = DecisionSummary(slo, checks, verdicts, rankings, spread_note(run), "", unknown)
+    summary.record_md = decision_record(run, summary)
+    return summary
+
+
+# -- formatting shared with the builder -----------------------------------------------------------------------
+def fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if math.isinf(v):
+        return "∞"
+    s = f"{v:,.{digits}f}" if digits or abs(v) >= 1 or v == 0 else f"{v:,.3g}"
+    return f"{s} {unit}".strip() if unit else s
+
+
+def fmt_figure(f: M.Figure | None, metric: M.Metric) -> str:
+    if f is None:
+        return "not measured"
+    if f.has_spread:
+        return f"{fmt(f.mid, metric.unit, metric.digits)} ({fmt(f.lo, '', metric.digits)}..{fmt(f.hi, '', metric.digits)})"
+    return fmt(f.mid, metric.unit, metric.digits) + (" (unreliable)" if f.unreliable else "")
+
+
+def threshold_text(c: SloCheck) -> str:
+    op = "≤" if c.direction == "max" else "≥"
+    return f"{op} {fmt(c.threshold, c.metric.unit, c.metric.digits)}"
+
+
+def margin_text(c: SloCheck) -> str:
+    if c.margin is None:
+        return "–"
+    word = "to spare" if c.margin >= 0 else "over" if c.direction == "max" else "short"
+    rel = f" ({abs(c.margin_rel):.0%})" if c.margin_rel is not None else ""
+    return f"{fmt(abs(c.margin), c.metric.unit, c.metric.digits)}{rel} {word}"
+
+
+def figure_text(c: SloCheck) -> str:
+    if c.figure is None:
+        return "not measured"
+    s = fmt(c.figure, c.metric.unit, c.metric.digits)
+    if len(c.values) > 1:
+        s += f" (worst of {len(c.values)}; range {fmt(min(c.values), '', c.metric.digits)}.." \
+             f"{fmt(max(c.values), '', c.metric.digits)})"
+    return s
+
+
+def ranking_text(rk: M.Ranking) -> str:
+    m = rk.metric
+    word = "lowest" if m.better == "lower" else "highest"
+    if len(rk.figures) < 2:
+        only = next(iter(rk.figures))
+        return f"only {only} measured ({fmt_figure(rk.figures[only], m)})"
+    top = rk.best[0]
+    if len(rk.best) == len(rk.figures):
+        details = "; ".join(f"{e} {fmt_figure(rk.figures[e], m)}" for e in [top, *rk.others])
+        reasons = "; ".join(f"{e}: {j.reason}" for e, j in rk.others.items())
+        return f"tie: {details} ({reasons})"
+    s = f"{word}: {', '.join(rk.best)}" if len(rk.best) > 1 else f"{word}: {top}"
+    s += f" ({fmt_figure(rk.figures[top], m)})"
+    parts = []
+    for e, j in rk.others.items():
+        kind = "tied" if j.verdict == "tie" else "behind"
+        parts.append(f"{e} {fmt_figure(rk.figures[e], m)} {kind}: {j.reason}")
+    return s + ("; " + "; ".join(parts) if parts else "")
+
+
+# -- the decision record draft --------------------------------------------------------------------------------
+def _scenario_line(run: RunData) -> str:
+    s = run.scenario
+    ld = s.get("load") if isinstance(s.get("load"), dict) else {}
+    q = s.get("query") if isinstance(s.get("query"), dict) else {}
+    w = q.get("window") if isinstance(q.get("window"), dict) else {}
+    shape = dig(ld, "shape", "type", default="constant")
+    win = f"{w.get('type', '?')} windows" + "".join(f", {k} {w[k]}" for k in ("size", "slide", "gap") if w.get(k))
+    bits = [f"{fmt(num(ld.get('rate')))} events/s ({shape})" if ld.get("rate") else None,
+            f"for {s.get('duration')}" if s.get("duration") else None,
+            f"{ld.get('keys')} keys ({ld.get('key_distribution', 'uniform')})" if ld.get("keys") else None,
+            win, f"watermark delay {q.get('watermark_delay')}" if q.get("watermark_delay") else None]
+    extras = []
+    if num(dig(ld, "out_of_order", "fraction")):
+        extras.append(f"{num(dig(ld, 'out_of_order', 'fraction')):.0%} out of order")
+    if num(dig(ld, "late", "fraction")):
+        extras.append(f"{num(dig(ld, 'late', 'fraction')):.0%} late")
+    if num(ld.get("malformed_fraction")):
+        extras.append(f"{num(ld.get('malformed_fraction')):.0%} malformed")
+    return ", ".join(b for b in bits if b) + (f"; {', '.join(extras)}" if extras else "")
+
+
+def _machine_line(run: RunData) -> str:
+    m = run.get("machine", default={}) or {}
+    return ", ".join(x for x in [f"{m.get('cores')} cores" if m.get("cores") else "",
+                                 f"{m.get('memory_gb')} GB RAM" if m.get("memory_gb") else "",
+                                 str(m.get("cpu_model") or ""), str(m.get("os") or "")] if x) or "not recorded"
+
+
+def _slo_line(slo: dict[str, Any]) -> str:
+    if not slo:
+        return "none set in the scenario (add an `slo:` section to judge the engines)"
+    parts = []
+    for k, v in slo.items():
+        spec = SLO_FIELDS.get(k)
+        if spec:
+            parts.append(f"{spec[0].label} {'≤' if spec[1] == 'max' else '≥'} {v}")
+        else:
+            parts.append(f"{k}: {v} (unknown field, not checked)")
+    return "; ".join(parts)
+
+
+def decision_record(run: RunData, s: DecisionSummary) -> str:
+    groups = run.by_engine()
+    v = s.verdicts
+    lines = [f"# Decision record (draft): stream-processing engine for `{run.scenario.get('name', '?')}`", ""]
+    when = run.get("started_at") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    status = "" if run.complete else f" **Run status: {run.status.upper()} (incomplete): treat as partial evidence.**"
+    lines += [f"- Status: draft, generated from harness run `{run.run_id}` ({when}).{status}",
+              f"- Commit: `{run.get('versions', 'commit', 'sha', default='unknown')}`", "",
+              "## Context", "",
+              f"- Workload: {_scenario_line(run)}.",
+              f"- Objectives (SLOs): {_slo_line(s.slo)}.",
+              f"- Machine: {_machine_line(run)}; engines ran one after another on the same deterministic load.",
+              "", "## Options considered", ""]
+    for engine, runs in groups.items():
+        desc = next((r.entry.get("description") for r in runs if r.entry.get("description")), "")
+        note = ""
+        if runs and all(r.status == "skipped" for r in runs):
+            note = f" Not run: {runs[0].entry.get('reason') or 'skipped'}."
+        elif v[engine].reasons:
+            note = " " + "; ".join(v[engine].reasons) + "."
+        lines.append(f"- **{engine}**: {desc or 'no description'}.{note}")
+    lines += ["", "## Measured evidence", "", s.spread_note, ""]
+    shown = [M.P50, M.P99, M.THR_IN, M.BAD, M.DUPS, M.CPU_M, M.PEAK_MB, M.START]
+    measured_engines = [e for e, runs in groups.items() if any(r.measured for r in runs)]
+    if measured_engines:
+        lines.append("| figure | " + " | ".join(measured_engines) + " |")
+        lines.append("| --- |" + " --- |" * len(measured_engines))
+        for m in shown:
+            cells = [fmt_figure(M.figure(groups[e], m), m) for e in measured_engines]
+            lines.append(f"| {m.label} ({m.unit}) | " + " | ".join(cells) + " |")
+        lines.append("")
+        for rk in s.rankings:
+            if rk.metric in (M.P50, M.P99, M.CPU_M, M.PEAK_MB, M.BAD, M.START) and len(rk.figures) > 1:
+                lines.append(f"- {rk.metric.label}: {ranking_text(rk)}.")
+        lines.append("")
+    else:
+        lines += ["No engine produced a complete measurement in this run.", ""]
+    lines += ["## Against the SLOs", ""]
+    meets = [e for e, x in v.items() if x.status == "meets all SLOs"]
+    misses = [e for e, x in v.items() if x.status == "misses"]
+    unmeasured = [e for e, x in v.items() if x.status == "not measured"]
+    if not s.slo:
+        lines.append("- No SLOs were set, so no engine can be said to meet or miss them.")
+    else:
+        lines.append(f"- Meet every SLO: {', '.join(meets) if meets else 'none'}.")
+        for e in misses:
+            why = [c for c in s.checks if c.engine == e and c.verdict == FAIL]
+            lines.append(f"- {e} misses: " + "; ".join(
+                f"{c.field} ({figure_text(c)} vs {threshold_text(c)})" for c in why) + ".")
+        for e in unmeasured:
+            lines.append(f"- {e}: not measured ({'; '.join(v[e].reasons) or 'some figures missing'}); it cannot be "
+                         "said to meet the SLOs.")
+        weak = [c for c in s.checks if c.verdict == PASS and c.notes]
+        for c in weak:
+            lines.append(f"- Caution, {c.engine} {c.field}: " + "; ".join(c.notes) + ".")
+    lines += ["", "## Cost of the options that qualify", ""]
+    cand = meets if s.slo else [e for e in groups if any(r.measured for r in groups[e])]
+    if not cand:
+        lines.append("- No engine qualifies on this evidence.")
+    for e in cand:
+        runs = groups[e]
+        cpu = fmt_figure(M.figure(runs, M.CPU_M), M.CPU_M)
+        mem = fmt_figure(M.figure(runs, M.PEAK_MB), M.PEAK_MB)
+        start = fmt_figure(M.figure(runs, M.START), M.START)
+        procs = max((num(r.get("resources", "processes_seen")) or 0 for r in runs), default=0)
+        loc = M.pipeline_code_lines(e)
+        loc_s = f"{loc[0]} lines of pipeline code" if loc else "pipeline code not found"
+        changed = next((r.entry.get("changed_settings") for r in runs if r.entry.get("changed_settings")), {})
+        ch = f"{len(changed)} setting(s) changed from defaults ({', '.join(changed)})" if changed else "default settings"
+        lines.append(f"- **{e}**: {cpu} per million events, peak memory {mem}, start-up {start}, "
+                     f"{int(procs)} process(es), {loc_s}, {ch}.")
+    lines += ["", "## Decision", "",
+              "_To be written by the team._ This record states only what was measured: where the evidence calls "
+              "two engines a tie, it does not support choosing one over the other on that figure.", "",
+              "## Caveats", ""]
+    cav = [f"Measured on one machine ({_machine_line(run)}); engines ran in isolation, one at a time."]
+    if not any(len([r for r in runs if r.measured]) >= 2 for runs in groups.values()):
+        cav.append("Single run per engine: no run-to-run spread was measured.")
+    if any(M.P99.unreliable(r) for r in run.runs if r.measured):
+        cav.append("The p99 latency comes from fewer than 1,000 windows (flagged unreliable); a longer run gives a "
+                   "p99 that can be trusted.")
+    if "baseline" in groups:
+        cav.append("`baseline` is a hand-written consumer that marks this machine's floor, a reference point "
+                   "more than a product option.")
+    if not run.complete:
+        cav.append(f"The run ended as {run.status!r}: {run.get('error') or 'no error recorded'}.")
+    lines += [f"- {c}" for c in cav]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""The batch engine: an interval-scheduled job (pipelines/batch/job.py), each run its own process, as cron
+would start an hourly job. It answers "do we need streaming at all?" with the same figures as the others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from pydantic import Field
+
+from harness import paths
+from harness.durations import Millis, format_duration
+from harness.engine import Capabilities, EngineContext, EngineSettings, Position
+from harness.errors import EXIT_FAILED, HarnessError
+from harness.scenario import Scenario
+from harness.stack import processes
+
+
+class BatchSettings(EngineSettings):
+    interval: Millis = Field(3_600_000, description="time between runs (an hourly job by default)")
+    grace: Millis | None = Field(None, description="a window is computed once its end plus this has passed on the "
+                                                   "wall clock (default: the scenario's watermark delay)")
+    lookback: Millis = Field(3_600_000, description="late records for windows ending within this of a run are "
+                                                    "recomputed; older ones are dropped (0: never recompute)")
+
+
+class BatchEngine:
+    name = "batch"
+    description = "Interval-scheduled batch job (pandas), each run its own process; recomputes late windows"
+    capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("interval",),
+                                allowed_lateness=False, emits="final")
+    settings_model = BatchSettings
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ctx: EngineContext | None = None
+
+    def _grace(self, scenario: Scenario, settings: Any) -> int:
+        return settings.grace if settings.grace is not None else scenario.query.watermark_delay
+
+    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+        if scenario.query.allowed_lateness > 0:
+            return "the batch job's look-back plays the role of allowed lateness; set query.allowed_lateness: 0"
+        grace = self._grace(scenario, settings)
+        ooo = scenario.load.out_of_order.max_delay if scenario.load.out_of_order.fraction > 0 else 0
+        if grace <= ooo:
+            return (f"grace ({format_duration(grace)}) must exceed the out-of-order delay ({format_duration(ooo)}), "
+                    "or on-time records would arrive after their window was computed")
+        late = scenario.load.late
+        if late.fraction > 0 and 0 < settings.lookback < late.delay + settings.interval:
+            return (f"lookback ({format_duration(settings.lookback)}) is neither 0 (late records dropped: the on-time "
+                    f"answer) nor at least late.delay + interval ({format_duration(late.delay + settings.interval)}, "
+                    "late records recomputed: the complete answer); in between the answer depends on timing")
+        return None
+
+    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
+        return "complete" if settings.lookback > 0 else "on_time"
+
+    def max_trigger_interval_ms(self, settings: Any) -> int:
+        return settings.interval
+
+    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
+        return {"interval_ms": settings.interval, "grace_ms": self._grace(scenario, settings)}
+
+    def changed_settings(self, settings: Any) -> dict[str, Any]:
+        return settings.model_dump(mode="json", exclude_defaults=True)
+
+    def start(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        w = ctx.scenario.query.window
+        cfg = {
+            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
+            "dsn": ctx.dsn, "load_id": ctx.load_id, "repeat": ctx.repeat,
+            "window": {"type": w.type, "size": w.size, "slide": w.slide, "gap": w.gap},
+            "grace_ms": self._grace(ctx.scenario, ctx.settings), "lookback_ms": ctx.settings.lookback,
+            "interval_ms": ctx.settings.interval, "status_file": str(ctx.work_dir / "status.json"),
+            "started_ms": time.time_ns() // 1_000_000,
+        }
+        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+        log = open(ctx.work_dir / "job.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.batch.job", "schedule",
+                                      str(ctx.work_dir / "config.json")],
+                                     stdout=log, stderr=subprocess.STDOUT, cwd=paths.PROJECT_ROOT)
+        log.close()
+
+    def wait_running(self, timeout_s: float) -> None:
+        assert self.ctx is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise HarnessError(f"the batch scheduler exited while starting:\n"
+                                   f"{processes.tail(self.ctx.work_dir / 'job.log')}", exit_code=EXIT_FAILED)
+            if (self.ctx.work_dir / "status.json").exists():
+                return
+            time.sleep(0.1)
+        raise HarnessError(f"the batch scheduler did not start within {timeout_s:.0f} s", exit_code=EXIT_FAILED)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.alive() and self.proc else []
+
+    def _status(self) -> dict[str, Any]:
+        assert self.ctx is not None
+        try:
+            return json.loads((self.ctx.work_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def position(self) -> Position | None:
+        st = self._status()
+        if not st:
+            return None
+        return Position({int(p): int(o) for p, o in st.get("offsets", {}).items()}, st.get("records_in"))
+
+    def engine_metrics(self) -> dict[str, Any]:
+        st = self._status()
+        return {k: st[k] for k in ("runs", "failed_runs", "records_in", "malformed", "late_dropped", "emitted") if k in st}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)  # a run in progress finishes (or is killed below)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc is not None:
+            processes.terminate_tree(self.proc.pid, timeout=10)
+
+
+ENGINE = BatchEngine
