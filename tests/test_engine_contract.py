@@ -120,8 +120,11 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str) -> None:
         else:  # the complete answer: late events recomputed, none dropped
             assert w["late_events_dropped"] == 0
     assert w["event_to_result_ms"]["count"] > 0
-    ratio = e["throughput"]["in_vs_acked"]
-    assert ratio is not None and abs(ratio - 1) < 0.10, e["throughput"]
+    cls = discover()[name]
+    interval = cls().max_trigger_interval_ms(validate_settings(cls, e["settings"], "result"))
+    if interval <= 1000:  # an engine that reads every few seconds has a staircase, not a rate, over an 8 s load
+        ratio = e["throughput"]["in_vs_acked"]
+        assert ratio is not None and abs(ratio - 1) < 0.10, e["throughput"]
     assert e["resources"]["cpu_seconds"] > 0 and e["resources"]["peak_rss_mb"] > 0
 
 

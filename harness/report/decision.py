@@ -389,3 +389,16 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
         cav.append(f"The run ended as {run.status!r}: {run.get('error') or 'no error recorded'}.")
     lines += [f"- {c}" for c in cav]
     return "\n".join(lines) + "\n"
+
+
+def ranking_cells(rk: M.Ranking) -> tuple[str, str]:
+    """(result, why) for one ranked figure: who is best, who is tied with the best, and the reasons."""
+    if len(rk.figures) < 2:
+        return (f"only {next(iter(rk.figures))} measured" if rk.figures else "not measured"), ""
+    behind = [e for e, j in rk.others.items() if j.verdict != "tie"]
+    if len(rk.best) > 1:
+        result = "tie: " + ", ".join(rk.best) + (f"; ahead of {', '.join(behind)}" if behind else "")
+    else:
+        result = f"{rk.best[0]} {'lower' if rk.metric.better == 'lower' else 'higher'} than {', '.join(behind)}"
+    why = "; ".join(f"{e} vs {rk.best[0]}: {j.reason}" for e, j in rk.others.items())
+    return result, why

@@ -52,6 +52,8 @@ class SparkSettings(EngineSettings):
     driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$")
     executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$", description="standalone/remote executors")
     worker_cores: int = Field(2, ge=1, le=256, description="cores of the Worker started with master: standalone")
+    warmup_batches: int = Field(10, ge=0, le=200, description="micro-batches of the same query on a few local "
+                                "files before the real query starts, so the JVM is warm when the load begins")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
@@ -154,7 +156,7 @@ class SparkEngine:
             "output_mode": s.output_mode, "master": master, "shuffle_partitions": s.shuffle_partitions,
             "driver_memory": s.driver_memory, "executor_memory": s.executor_memory,
             "cores_max": s.worker_cores if s.master == "standalone" else None,
-            "log_level": s.log_level, "spark_conf": dict(s.spark_conf),
+            "log_level": s.log_level, "warmup_batches": s.warmup_batches, "spark_conf": dict(s.spark_conf),
             "jars": [str(j) for j in jvm.jars("spark")],
             "work_dir": str(ctx.work_dir), "checkpoint_dir": str(ctx.work_dir / "checkpoint"),
             "status_file": str(ctx.work_dir / "status.json"),

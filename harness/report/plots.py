@@ -1,0 +1,380 @@
+"""Report figures: matplotlib (Agg), returned as PNG bytes, one colour per engine kept across every plot.
+
+Every function takes Items (an engine run, its legend label, colour key and line style) so the run report and
+`compare` draw the same plots; each returns None when there is nothing to draw (the report says so instead).
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from harness.report.data import EngineRun, num, per_second  # noqa: E402
+
+# A fixed colour per engine, the same in every plot and every report; others get a stable pick from PALETTE.
+ENGINE_COLOURS = {
+    "baseline": "#7f7f7f",   # grey: the floor
+    "flink": "#1f77b4",      # blue
+    "spark": "#ff7f0e",      # orange
+    "batch": "#2ca02c",      # green
+}
+PALETTE = ["#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#843c39"]
+RUN_STYLES = ["-", "--", ":", "-."]
+DPI = 110
+SIZE = (7.2, 4.2)
+
+
+def colour_map(names: Iterable[str]) -> dict[str, str]:
+    """Engine -> colour: fixed for the known engines; each other engine gets a stable pick by name from PALETTE
+    (a hash of the name), moved to the next free colour on a clash, resolved in name order."""
+    out = {n: ENGINE_COLOURS[n] for n in names if n in ENGINE_COLOURS}
+    taken = set(out.values())
+    for n in sorted(set(names) - set(out)):
+        i = zlib.crc32(n.encode()) % len(PALETTE)
+        for _ in range(len(PALETTE)):
+            if PALETTE[i] not in taken:
+                break
+            i = (i + 1) % len(PALETTE)
+        out[n] = PALETTE[i]
+        taken.add(PALETTE[i])
+    return out
+
+
+def engine_colour(name: str) -> str:
+    return colour_map([name])[name]
+
+
+@dataclass
+class Item:
+    """One line in a plot: an engine run with its legend label and style."""
+
+    run: EngineRun
+    label: str
+    colour: str
+    style: str = "-"
+    show_label: bool = True      # repeats after the first share the colour and are not repeated in the legend
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _new(nrows: int = 1, height: float | None = None, sharex: bool = True) -> tuple[Any, Any]:
+    fig, axes = plt.subplots(nrows, 1, figsize=(SIZE[0], height or SIZE[1]), sharex=sharex, squeeze=False)
+    for ax in axes[:, 0]:
+        ax.grid(True, alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig, axes[:, 0]
+
+
+def _legend(ax: Any, **kw: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, frameon=False, **kw)
+
+
+def _ms_formatter(v: float, _pos: Any) -> str:
+    if v >= 60_000:
+        return f"{v / 60_000:g} min"
+    if v >= 1000:
+        return f"{v / 1000:g} s"
+    return f"{v:g} ms"
+
+
+def _lw(it: Item) -> float:
+    return 1.8 if it.show_label else 1.0
+
+
+def _label(it: Item) -> str | None:
+    return it.label if it.show_label else None
+
+
+def _warmup(ax: Any, items: list[Item]) -> None:
+    wu = max((it.run.warmup_ms for it in items), default=0) / 1000
+    if wu > 0:
+        ax.axvspan(0, wu, color="#000000", alpha=0.05, lw=0)
+        ax.text(wu / 2, 0.98, "warm-up", transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=7,
+                color="#555555")
+
+
+# -- latency -----------------------------------------------------------------------------------------------
+def latency_cdf(items: list[Item], slo_p99_ms: float | None = None, slo_p50_ms: float | None = None) -> bytes | None:
+    """CDF of event-to-result latency per window (warm-up excluded), log-scale x."""
+    data = [(it, np.sort(it.run.latency_samples())) for it in items]
+    data = [(it, a) for it, a in data if a.size]
+    if not data:
+        return None
+    fig, (ax,) = _new()
+    for it, a in data:
+        y = np.arange(1, a.size + 1) / a.size
+        lab = f"{it.label} (n={a.size})" if it.show_label else None
+        ax.step(np.maximum(a, 1e-3), y, where="post", color=it.colour, ls=it.style, lw=_lw(it), label=lab)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(_ms_formatter))
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        ax.axhline(q, color="#333333", lw=0.6, ls=":")
+        ax.text(1.0, q, f" {name}", transform=ax.get_yaxis_transform(), va="center", fontsize=7, color="#333333")
+    for v, name in ((slo_p99_ms, "p99 SLO"), (slo_p50_ms, "p50 SLO")):
+        if v:
+            ax.axvline(v, color="#c0392b", lw=1.2, ls="--", label=f"{name} ({_ms_formatter(v, None)})")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("event-to-result latency per window (log scale)")
+    ax.set_ylabel("fraction of windows ≤ x")
+    ax.set_title("Latency distribution (CDF): further left is faster")
+    _legend(ax, loc="lower right")
+    return _png(fig)
+
+
+def latency_over_time(items: list[Item]) -> bytes | None:
+    """Event-to-result latency of every window against its end, in seconds from the load's start."""
+    fig, (ax,) = _new()
+    drawn = 0
+    lo, hi = np.inf, 0.0
+    for it in items:
+        w = it.run.windows()
+        tb = it.run.time_base_ms
+        if w is None or tb is None or not {"window_end", "event_to_result_ms"} <= set(w.columns):
+            continue
+        x = (pd.to_numeric(w["window_end"], errors="coerce") - tb) / 1000
+        y = pd.to_numeric(w["event_to_result_ms"], errors="coerce")
+        ok = x.notna() & y.notna()
+        if not ok.any():
+            continue
+        drawn += 1
+        per = pd.DataFrame({"x": x[ok], "y": y[ok]}).groupby("x")["y"]
+        ax.scatter(x[ok], y[ok], s=6, color=it.colour, alpha=0.25, lw=0)
+        med = per.median()
+        ax.plot(med.index, med.values, color=it.colour, ls=it.style, lw=_lw(it), marker="o", ms=3,
+                label=f"{it.label} (median per window end)" if it.show_label else None)
+        lo, hi = min(lo, float(y[ok].min())), max(hi, float(y[ok].max()))
+    if not drawn:
+        plt.close(fig)
+        return None
+    if lo > 0 and hi / lo > 20:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(_ms_formatter))
+    _warmup(ax, items)
+    ax.set_xlabel("window end (s after the load started)")
+    ax.set_ylabel("event-to-result latency")
+    ax.set_title("Latency over time: one dot per key and window")
+    _legend(ax, loc="upper left")
+    return _png(fig)
+
+
+# -- throughput, lag, resources -------------------------------------------------------------------------------
+def _rate(ts: pd.DataFrame, col: str, window: int = 4) -> pd.Series:
+    if col not in ts or "t_s" not in ts:
+        return pd.Series(dtype=float)
+    df = ts[["t_s", col]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("t_s")
+    if len(df) < 2:
+        return pd.Series(dtype=float)
+    dt = df["t_s"].diff()
+    r = (df[col].diff() / dt).where(dt > 0)
+    r.index = df["t_s"]
+    return r.rolling(window, min_periods=1, center=True).mean().dropna()
+
+
+def throughput_lag(items: list[Item]) -> bytes | None:
+    """Records read per second (slope of the engine's records_in between samples) and lag over time."""
+    fig, (a1, a2) = _new(2, height=5.6)
+    drawn = 0
+    for it in items:
+        ts = it.run.timeseries()
+        if ts.empty:
+            continue
+        r = _rate(ts, "records_in")
+        if not r.empty:
+            drawn += 1
+            a1.plot(r.index, r.values, color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
+        if "lag" in ts and "t_s" in ts:
+            lag = ts[["t_s", "lag"]].apply(pd.to_numeric, errors="coerce").dropna()
+            if not lag.empty:
+                drawn += 1
+                a2.plot(lag["t_s"], lag["lag"], color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
+    if not drawn:
+        plt.close(fig)
+        return None
+    for ax in (a1, a2):
+        _warmup(ax, items)
+    a1.set_ylabel("records/s read")
+    a1.set_title("Throughput in (per-sample slope, 2 s rolling mean) and lag")
+    a2.set_ylabel("lag (records)")
+    a2.set_xlabel("time (s after the load started; negative: engine running, load not yet started)")
+    a2.set_ylim(bottom=0)
+    a1.set_ylim(bottom=0)
+    _legend(a1, loc="lower center")
+    return _png(fig)
+
+
+def resources(items: list[Item]) -> bytes | None:
+    """CPU in use (cores, from cpu_s) and resident memory (RSS summed over the engine's processes) over time."""
+    fig, (a1, a2) = _new(2, height=5.6)
+    drawn = 0
+    for it in items:
+        ts = it.run.timeseries()
+        if ts.empty or "t_s" not in ts:
+            continue
+        c = _rate(ts, "cpu_s")
+        if not c.empty:
+            drawn += 1
+            a1.plot(c.index, c.values, color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
+        if "rss_mb" in ts:
+            m = ts[["t_s", "rss_mb"]].apply(pd.to_numeric, errors="coerce").dropna()
+            if not m.empty:
+                drawn += 1
+                a2.plot(m["t_s"], m["rss_mb"], color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
+    if not drawn:
+        plt.close(fig)
+        return None
+    for ax in (a1, a2):
+        _warmup(ax, items)
+        ax.set_ylim(bottom=0)
+    a1.set_ylabel("CPU (cores busy)")
+    a1.set_title("Resource use: CPU (slope of cpu_s) and memory")
+    a2.set_ylabel("RSS (MB)")
+    a2.set_xlabel("time (s after the load started)")
+    _legend(a1, loc="upper left")
+    return _png(fig)
+
+
+# -- correctness ----------------------------------------------------------------------------------------------
+COUNT_BARS = [("wrong", ("windows", "correctness", "wrong")), ("missing", ("windows", "correctness", "missing")),
+              ("extra", ("windows", "correctness", "extra")), ("duplicates", ("windows", "duplicates")),
+              ("re-emissions", ("windows", "re_emissions")),
+              ("on-time events\nmissing", ("windows", "on_time_events_missing"))]
+
+
+def correctness_bars(items: list[Item]) -> bytes | None:
+    """Exact windows as a share of the promised ones, and the counts that should be zero, per engine run."""
+    rows = [it for it in items if isinstance(it.run.get("windows", "correctness"), dict)]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(SIZE[0] + 1.6, SIZE[1]), gridspec_kw={"width_ratios": [1, 2.2]})
+    a1, a2 = axes
+    for ax in axes:
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.grid(True, axis="y", alpha=0.3)
+    names = [it.label for it in rows]
+    share = []
+    for i, it in enumerate(rows):
+        exp = num(it.run.get("windows", "correctness", "expected"))
+        ex = num(it.run.get("windows", "correctness", "exact"))
+        v = 100 * ex / exp if exp and ex is not None else 0.0
+        share.append(v)
+        a1.bar(i, v, color=it.colour, hatch=None if it.style == "-" else "//", edgecolor="white")
+        a1.text(i, v + 1, f"{int(ex) if ex is not None else '?'}/{int(exp) if exp else '?'}", ha="center",
+                va="bottom", fontsize=8)
+    a1.set_xticks(range(len(rows)), names, rotation=30 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center",
+                  fontsize=8)
+    a1.set_ylim(0, 112)
+    a1.set_ylabel("exact windows (% of promised)")
+    a1.set_title("Correctness", fontsize=10)
+    width = 0.8 / len(rows)
+    ymax = 0.0
+    for i, it in enumerate(rows):
+        vals = [num(it.run.get(*path)) or 0.0 for _, path in COUNT_BARS]
+        xs = np.arange(len(COUNT_BARS)) + (i - (len(rows) - 1) / 2) * width
+        a2.bar(xs, vals, width=width, color=it.colour, label=it.label,
+               hatch=None if it.style == "-" else "//", edgecolor="white")
+        for x, v in zip(xs, vals):
+            a2.text(x, v, f"{v:g}", ha="center", va="bottom", fontsize=7)
+        ymax = max(ymax, *vals)
+    a2.set_xticks(range(len(COUNT_BARS)), [n for n, _ in COUNT_BARS], fontsize=8)
+    a2.set_ylim(0, max(1.0, ymax * 1.15))
+    a2.set_ylabel("count (should be 0)")
+    a2.set_title("Wrong, missing, extra windows; duplicate and re-emitted rows", fontsize=10)
+    _legend(a2, loc="upper right")
+    fig.suptitle("Correctness and duplicates against the promised (on-time) answer")
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- the load -------------------------------------------------------------------------------------------------
+@dataclass
+class LoadItem:
+    load: dict[str, Any]
+    label: str
+    colour: str
+    style: str = "-"
+
+
+def load_sent(loads: list[LoadItem]) -> bytes | None:
+    """Events per second: intended by the schedule, handed to the producer (sent), acknowledged by the broker."""
+    data = []
+    for li in loads:
+        ts = li.load.get("timeseries") if isinstance(li.load.get("timeseries"), dict) else {}
+        i, s, a = (per_second(ts.get(k)) for k in ("intended_per_second", "sent_per_second", "acked_per_second"))
+        if not (i.empty and s.empty and a.empty):
+            data.append((li, i, s, a))
+    if not data:
+        return None
+    fig, (a1, a2) = _new(2, height=5.6)
+    intended_drawn: list[pd.Series] = []
+    for li, i, s, a in data:
+        if not i.empty and not any(len(p) == len(i) and np.allclose(p.values, i.values) for p in intended_drawn):
+            a1.step(i.index, i.values, where="post", color="black", ls="--", lw=1.2,
+                    label="intended" if not intended_drawn else None)
+            intended_drawn.append(i)
+        if not s.empty:
+            a1.step(s.index, s.values, where="post", color=li.colour, ls=li.style, lw=1.6, label=f"{li.label} sent")
+        if not a.empty:
+            a1.step(a.index, a.values, where="post", color=li.colour, ls=":", lw=1.0, alpha=0.8,
+                    label=f"{li.label} acked")
+        if not i.empty:
+            if not s.empty:
+                d = (s - i).dropna()
+                a2.step(d.index, d.values, where="post", color=li.colour, ls=li.style, lw=1.4, label=f"{li.label} sent")
+            if not a.empty:
+                d = (a - i).dropna()
+                a2.step(d.index, d.values, where="post", color=li.colour, ls=":", lw=1.0, label=f"{li.label} acked")
+    a2.axhline(0, color="black", lw=0.8)
+    a1.set_ylim(bottom=0)
+    a1.set_ylabel("events per second")
+    a1.set_title("Load: intended vs sent (handed to the producer) vs acknowledged")
+    a2.set_ylabel("minus intended (events)")
+    a2.set_xlabel("second of the load")
+    _legend(a1, loc="lower center", ncol=2)
+    return _png(fig)
+
+
+# -- comparisons across runs ----------------------------------------------------------------------------------
+def figure_bars(title: str, ylabel: str, groups: list[tuple[str, list[tuple[str, str, float | None, float | None,
+                                                                           float | None]]]]) -> bytes | None:
+    """Grouped bars with min..max whiskers: groups of (group label, [(bar label, colour, mid, lo, hi)])."""
+    if not groups or not any(v is not None for _, bars in groups for _, _, v, _, _ in bars):
+        return None
+    fig, (ax,) = _new()
+    nb = max(len(b) for _, b in groups)
+    width = 0.8 / nb
+    seen: set[str] = set()
+    for gi, (_, bars) in enumerate(groups):
+        for bi, (lab, colour, mid, lo, hi) in enumerate(bars):
+            if mid is None:
+                continue
+            x = gi + (bi - (len(bars) - 1) / 2) * width
+            ax.bar(x, mid, width=width, color=colour, edgecolor="white", hatch=None if bi == 0 else "//",
+                   label=lab if lab not in seen else None)
+            seen.add(lab)
+            if lo is not None and hi is not None and hi > lo:
+                ax.errorbar(x, mid, yerr=[[mid - lo], [hi - mid]], color="black", capsize=3, lw=1)
+            ax.text(x, mid, f"{mid:,.0f}" if mid >= 100 else f"{mid:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    _legend(ax, loc="upper left")
+    return _png(fig)
