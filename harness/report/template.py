@@ -57,8 +57,8 @@ HTML = r"""<!DOCTYPE html>
 {% if banner_ok %}<div class="banner ok">{{ banner_ok }}</div>{% endif %}
 <nav>{% for id, name in nav %}<a href="#{{ id }}">{{ name }}</a>{% endfor %}</nav>
 
+<section id="headline-section">
 {% for hl in headlines %}
-<section{% if loop.first %} id="headline-section"{% endif %}>
 <h2>{{ hl.title }}</h2>
 {% if hl.intro %}<p class="sub">{{ hl.intro }}</p>{% endif %}
 <table class="headline"{% if loop.first %} id="headline"{% endif %}>
@@ -127,7 +127,6 @@ section, so no engine can be said to meet or miss one.</p>{% endif %}
 {% for row in t.table.rows %}<tr><td><b>{{ row.label }}</b></td>{% for cell in row.cells %}<td class="{{ cell.flag }}"{% if cell.tip %} title="{{ cell.tip }}"{% endif %}>{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
 {% endfor %}
-{% for item in sec.get('lists', []) %}{{ item|safe }}{% endfor %}
 {% if sec.html %}{{ sec.html|safe }}{% endif %}
 </section>
 {% endfor %}
