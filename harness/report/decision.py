@@ -139,7 +139,7 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
             chk.notes.append(f"{failing} of {len(chk.values)} repeats miss it")
     if ok and chk.margin_rel is not None and abs(chk.margin_rel) <= band and chk.margin > 0:
         chk.notes.append(f"borderline: within {band:.0%} of the threshold")
-    if ok and chk.margin == 0:
+    if ok and chk.margin == 0 and metric not in (M.DUPS, M.WRONG, M.MISSING):
         chk.notes.append("exactly at the threshold")
     if any(metric.unreliable(r) for r, _ in vals):
         n = min(int(num(r.get("windows", "event_to_result_ms", "count")) or 0) for r, _ in vals)
@@ -402,3 +402,39 @@ def ranking_cells(rk: M.Ranking) -> tuple[str, str]:
         result = f"{rk.best[0]} {'lower' if rk.metric.better == 'lower' else 'higher'} than {', '.join(behind)}"
     why = "; ".join(f"{e} vs {rk.best[0]}: {j.reason}" for e, j in rk.others.items())
     return result, why
+
+
+def glance(run: RunData, s: DecisionSummary) -> list[str]:
+    """A few lines for the top of the report: SLO verdicts, clear differences, ties, and how much to trust them."""
+    out = []
+    v = s.verdicts
+    if not v:
+        out.append("No engine ran in this run.")
+    elif s.slo:
+        meets = [e for e, x in v.items() if x.status == "meets all SLOs"]
+        misses = [f"{e} ({', '.join(x.missed)})" for e, x in v.items() if x.status == "misses"]
+        nm = [e for e, x in v.items() if x.status == "not measured"]
+        parts = [f"meet every SLO: {', '.join(meets) if meets else 'none'}"]
+        if misses:
+            parts.append(f"miss: {'; '.join(misses)}")
+        if nm:
+            parts.append(f"not measured: {', '.join(nm)}")
+        out.append(f"{len(s.slo)} SLO(s) set; " + "; ".join(parts) + ".")
+    else:
+        out.append("No SLOs set in the scenario: nothing is judged pass or fail.")
+    ahead: dict[str, list[str]] = {}
+    ties = []
+    for rk in s.rankings:
+        if len(rk.figures) < 2:
+            continue
+        if len(rk.best) == len(rk.figures):
+            ties.append(rk.metric.label)
+        else:
+            who = " and ".join(rk.best) + (" (tied)" if len(rk.best) > 1 else "")
+            ahead.setdefault(who, []).append(rk.metric.label)
+    for who, labels in ahead.items():
+        out.append(f"{who} ahead on: {', '.join(labels)}.")
+    if ties:
+        out.append(f"Ties (differences inside the spread or noise band): {', '.join(ties)}.")
+    out.append(s.spread_note.split(":")[0] + ".")
+    return out

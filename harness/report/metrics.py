@@ -162,6 +162,13 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
 
 
+def apart(rel: float) -> str:
+    """A relative difference as people read it: 7.8% apart, or 12.3x the better figure."""
+    if math.isinf(rel):
+        return "one is zero, the other not"
+    return f"{rel:.1%} apart" if rel < 1 else f"{1 + rel:.1f}x the better figure"
+
+
 def judge(a: Figure, b: Figure, metric: Metric, band: float = NOISE_BAND) -> Judgement:
     """Is a better than b, b better than a, or is the difference inside what was (or was not) measured?"""
     lower = metric.better != "higher"
@@ -183,20 +190,20 @@ def judge(a: Figure, b: Figure, metric: Metric, band: float = NOISE_BAND) -> Jud
             return Judgement("tie", f"outside the other's spread but within the ±{band:.0%} noise band", rel)
         return Judgement(winner, f"outside the spread ({spread}) and beyond the ±{band:.0%} noise band", rel)
     if rel <= band:
-        return Judgement("tie", f"{rel:.1%} apart: within the ±{band:.0%} noise band (single run, no spread measured)",
+        return Judgement("tie", f"{apart(rel)}: within the ±{band:.0%} noise band (single run, no spread measured)",
                          rel)
     if metric.percentile:
         if a.ci is not None and b.ci is not None:
             if a.ci[0] <= b.ci[1] and b.ci[0] <= a.ci[1]:
-                return Judgement("tie", f"{rel:.1%} apart, but the 95% intervals of the {metric.percentile} overlap "
+                return Judgement("tie", f"{apart(rel)}, but the 95% intervals of the {metric.percentile} overlap "
                                         f"({_fmt(a.ci[0])}..{_fmt(a.ci[1])} vs {_fmt(b.ci[0])}..{_fmt(b.ci[1])} ms)",
                                  rel)
-            return Judgement(winner, f"{rel:.1%} apart, beyond the ±{band:.0%} noise band and the 95% intervals of "
+            return Judgement(winner, f"{apart(rel)}, beyond the ±{band:.0%} noise band and the 95% intervals of "
                                      f"the {metric.percentile}", rel)
         if a.unreliable or b.unreliable:
-            return Judgement("tie", f"{rel:.1%} apart, but the {metric.percentile} is from too few samples "
+            return Judgement("tie", f"{apart(rel)}, but the {metric.percentile} is from too few samples "
                                     "(flagged unreliable) and no raw samples were found to bound it", rel)
-    return Judgement(winner, f"{rel:.1%} apart: beyond the ±{band:.0%} noise band (single run)", rel)
+    return Judgement(winner, f"{apart(rel)}: beyond the ±{band:.0%} noise band (single run)", rel)
 
 
 @dataclass

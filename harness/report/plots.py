@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from harness.report.data import EngineRun, num, per_second  # noqa: E402
 
@@ -124,6 +124,9 @@ def latency_cdf(items: list[Item], slo_p99_ms: float | None = None, slo_p50_ms: 
         lab = f"{it.label} (n={a.size})" if it.show_label else None
         ax.step(np.maximum(a, 1e-3), y, where="post", color=it.colour, ls=it.style, lw=_lw(it), label=lab)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=np.arange(1, 10) * 1.0))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(_ms_formatter))
     for q, name in ((0.5, "p50"), (0.99, "p99")):
         ax.axhline(q, color="#333333", lw=0.6, ls=":")
@@ -171,21 +174,30 @@ def latency_over_time(items: list[Item]) -> bytes | None:
     ax.set_xlabel("window end (s after the load started)")
     ax.set_ylabel("event-to-result latency")
     ax.set_title("Latency over time: one dot per key and window")
-    _legend(ax, loc="upper left")
+    _legend(ax, loc="lower right")
     return _png(fig)
 
 
 # -- throughput, lag, resources -------------------------------------------------------------------------------
-def _rate(ts: pd.DataFrame, col: str, window: int = 4) -> pd.Series:
+def _rate(ts: pd.DataFrame, col: str, window_s: float = 3.0, step_s: float = 0.5) -> pd.Series:
+    """Per-second slope of a counter over a sliding window of window_s, on a regular grid.
+
+    Engines publish counters through metric caches that refresh every second or so; a per-sample difference
+    then swings between 0 and several times the true rate. A slope over a few seconds reads true.
+    """
     if col not in ts or "t_s" not in ts:
         return pd.Series(dtype=float)
     df = ts[["t_s", col]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("t_s")
     if len(df) < 2:
         return pd.Series(dtype=float)
-    dt = df["t_s"].diff()
-    r = (df[col].diff() / dt).where(dt > 0)
-    r.index = df["t_s"]
-    return r.rolling(window, min_periods=1, center=True).mean().dropna()
+    t, v = df["t_s"].to_numpy(), df[col].to_numpy()
+    if t[-1] - t[0] < window_s:
+        window_s = max(t[-1] - t[0], 1e-9)
+    grid = np.arange(t[0] + window_s / 2, t[-1] - window_s / 2 + 1e-9, step_s)
+    if grid.size == 0:
+        grid = np.array([(t[0] + t[-1]) / 2])
+    rate = (np.interp(grid + window_s / 2, t, v) - np.interp(grid - window_s / 2, t, v)) / window_s
+    return pd.Series(rate, index=grid)
 
 
 def throughput_lag(items: list[Item]) -> bytes | None:
@@ -211,7 +223,7 @@ def throughput_lag(items: list[Item]) -> bytes | None:
     for ax in (a1, a2):
         _warmup(ax, items)
     a1.set_ylabel("records/s read")
-    a1.set_title("Throughput in (per-sample slope, 2 s rolling mean) and lag")
+    a1.set_title("Throughput in (slope over a sliding 3 s window) and lag")
     a2.set_ylabel("lag (records)")
     a2.set_xlabel("time (s after the load started; negative: engine running, load not yet started)")
     a2.set_ylim(bottom=0)
@@ -244,7 +256,7 @@ def resources(items: list[Item]) -> bytes | None:
         _warmup(ax, items)
         ax.set_ylim(bottom=0)
     a1.set_ylabel("CPU (cores busy)")
-    a1.set_title("Resource use: CPU (slope of cpu_s) and memory")
+    a1.set_title("Resource use: CPU (slope of cpu_s over 3 s) and memory")
     a2.set_ylabel("RSS (MB)")
     a2.set_xlabel("time (s after the load started)")
     _legend(a1, loc="upper left")
@@ -263,7 +275,7 @@ def correctness_bars(items: list[Item]) -> bytes | None:
     rows = [it for it in items if isinstance(it.run.get("windows", "correctness"), dict)]
     if not rows:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(SIZE[0] + 1.6, SIZE[1]), gridspec_kw={"width_ratios": [1, 2.2]})
+    fig, axes = plt.subplots(1, 2, figsize=(SIZE[0], SIZE[1] + 0.4), gridspec_kw={"width_ratios": [1, 2.4]})
     a1, a2 = axes
     for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
@@ -294,6 +306,9 @@ def correctness_bars(items: list[Item]) -> bytes | None:
             a2.text(x, v, f"{v:g}", ha="center", va="bottom", fontsize=7)
         ymax = max(ymax, *vals)
     a2.set_xticks(range(len(COUNT_BARS)), [n for n, _ in COUNT_BARS], fontsize=8)
+    if ymax == 0:
+        a2.text(0.5, 0.55, "all zero", transform=a2.transAxes, ha="center", va="center", fontsize=16,
+                color="#2e7d32")
     a2.set_ylim(0, max(1.0, ymax * 1.15))
     a2.set_ylabel("count (should be 0)")
     a2.set_title("Wrong, missing, extra windows; duplicate and re-emitted rows", fontsize=10)

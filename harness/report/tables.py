@@ -335,7 +335,7 @@ def versions(run: RunData) -> list[tuple[str, str]]:
 def scenario_yaml(run: RunData) -> str:
     if not run.scenario:
         return "(not recorded)"
-    return yaml.safe_dump(run.scenario, sort_keys=False, default_flow_style=False).strip()
+    return yaml.safe_dump(run.scenario, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True).strip()
 
 
 def loads(run: RunData) -> Table:

@@ -31,6 +31,9 @@ table.headline th.eng { min-width: 230px; font-size: 14px; }
 figure { margin: 0; background: white; border: 1px solid #ddd; border-radius: 6px; padding: 8px; }
 figure img { width: 100%; height: auto; display: block; } figcaption { font-size: 12px; color: #555; margin-top: 4px; }
 .nodata { padding: 40px 10px; text-align: center; color: #777; background: #f3f3f3; }
+pre#decision-record { max-height: 460px; overflow-y: auto; }
+.glance { background: white; border: 1px solid #cfd8e3; border-left: 5px solid #1f5fa8; border-radius: 6px;
+          padding: 8px 16px; margin: 10px 0; } .glance ul { margin: 4px 0; padding-left: 20px; }
 pre { background: #f4f6f8; border: 1px solid #d6dbe0; padding: 12px; overflow-x: auto; font-size: 12.5px;
       white-space: pre-wrap; }
 .legend-note { font-size: 12px; color: #555; }
@@ -55,6 +58,7 @@ HTML = r"""<!DOCTYPE html>
 <div class="banner incomplete" id="incomplete"><strong>INCOMPLETE</strong> {{ incomplete }}</div>
 {% endif %}
 {% if banner_ok %}<div class="banner ok">{{ banner_ok }}</div>{% endif %}
+{% if glance %}<div class="glance" id="glance"><b>At a glance</b><ul>{% for g in glance %}<li>{{ g }}</li>{% endfor %}</ul></div>{% endif %}
 <nav>{% for id, name in nav %}<a href="#{{ id }}">{{ name }}</a>{% endfor %}</nav>
 
 <section id="headline-section">
@@ -99,7 +103,7 @@ section, so no engine can be said to meet or miss one.</p>{% endif %}
 <table id="rankings">
 <thead><tr><th>figure</th>{% for e in decision.engines %}<th>{{ e }}</th>{% endfor %}<th>result</th><th>why</th></tr></thead>
 <tbody>
-{% for r in decision.rankings %}<tr><td>{{ r.label }}</td>{% for v in r.values %}<td class="num">{{ v }}</td>{% endfor %}
+{% for r in decision.rankings %}<tr><td>{{ r.label }}</td>{% for v in r.cells %}<td class="num">{{ v }}</td>{% endfor %}
 <td><b>{{ r.result }}</b></td><td class="notes">{{ r.why }}</td></tr>
 {% endfor %}</tbody></table>
 {% else %}<p>No engine was measured, so nothing can be compared.</p>{% endif %}

@@ -5,19 +5,14 @@ It marks the floor every other engine is compared against: produce -> consume ->
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import time
 from typing import Any
 
 from pydantic import Field
 
-from harness import paths
 from harness.engine import Capabilities, EngineContext, EngineSettings, Position
-from harness.errors import EXIT_FAILED, HarnessError
+from harness.engine_process import StatusFileJob
 from harness.scenario import Scenario
-from harness.stack import processes
 
 
 class BaselineSettings(EngineSettings):
@@ -32,8 +27,7 @@ class BaselineEngine:
     settings_model = BaselineSettings
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ctx: EngineContext | None = None
+        self.job = StatusFileJob("baseline job")
 
     def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
         if scenario.query.allowed_lateness > 0:
@@ -54,64 +48,34 @@ class BaselineEngine:
         return settings.model_dump(exclude_defaults=True)
 
     def start(self, ctx: EngineContext) -> None:
-        self.ctx = ctx
         w = ctx.scenario.query.window
-        cfg = {
+        self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx.work_dir, {
             "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
             "dsn": ctx.dsn, "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
             "window": {"type": w.type, "size": w.size, "slide": w.slide, "gap": w.gap},
             "watermark_delay_ms": ctx.scenario.query.watermark_delay, "poll_batch": ctx.settings.poll_batch,
             "status_file": str(ctx.work_dir / "status.json"),
-        }
-        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-        log = open(ctx.work_dir / "job.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.baseline.job", str(ctx.work_dir / "config.json")],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=paths.PROJECT_ROOT)
-        log.close()
+        })
 
     def wait_running(self, timeout_s: float) -> None:
-        assert self.ctx is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise HarnessError(f"the baseline job exited while starting:\n{processes.tail(self.ctx.work_dir / 'job.log')}",
-                                   exit_code=EXIT_FAILED)
-            if (self.ctx.work_dir / "status.json").exists():
-                return
-            time.sleep(0.1)
-        raise HarnessError(f"the baseline job did not start within {timeout_s:.0f} s", exit_code=EXIT_FAILED)
+        self.job.wait_running(timeout_s)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.job.alive()
 
     def pids(self) -> list[int]:
-        return [self.proc.pid] if self.alive() and self.proc else []
-
-    def _status(self) -> dict[str, Any]:
-        assert self.ctx is not None
-        try:
-            return json.loads((self.ctx.work_dir / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return self.job.pids()
 
     def position(self) -> Position | None:
-        st = self._status()
-        if not st:
-            return None
-        return Position({int(p): int(o) for p, o in st.get("offsets", {}).items()}, st.get("records_in"))
+        return self.job.position()
 
     def engine_metrics(self) -> dict[str, Any]:
-        st = self._status()
+        st = self.job.status()
         return {k: st[k] for k in ("records_in", "malformed", "late_dropped", "heartbeats", "emitted") if k in st} | (
             {"late_dropped_counts": "events dropped by the baseline because their window had closed"} if st else {})
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                processes.terminate_tree(self.proc.pid)
+        self.job.stop()
 
 
 ENGINE = BaselineEngine

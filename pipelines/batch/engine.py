@@ -3,20 +3,16 @@ would start an hourly job. It answers "do we need streaming at all?" with the sa
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from typing import Any
 
 from pydantic import Field
 
-from harness import paths
 from harness.durations import Millis, format_duration
 from harness.engine import Capabilities, EngineContext, EngineSettings, Position
-from harness.errors import EXIT_FAILED, HarnessError
+from harness.engine_process import StatusFileJob
 from harness.scenario import Scenario
-from harness.stack import processes
 
 
 class BatchSettings(EngineSettings):
@@ -35,8 +31,7 @@ class BatchEngine:
     settings_model = BatchSettings
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ctx: EngineContext | None = None
+        self.job = StatusFileJob("batch scheduler")
 
     def _grace(self, scenario: Scenario, settings: Any) -> int:
         return settings.grace if settings.grace is not None else scenario.query.watermark_delay
@@ -69,67 +64,34 @@ class BatchEngine:
         return settings.model_dump(mode="json", exclude_defaults=True)
 
     def start(self, ctx: EngineContext) -> None:
-        self.ctx = ctx
         w = ctx.scenario.query.window
-        cfg = {
+        self.job.launch([sys.executable, "-m", "pipelines.batch.job", "schedule"], ctx.work_dir, {
             "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
             "dsn": ctx.dsn, "load_id": ctx.load_id, "repeat": ctx.repeat,
             "window": {"type": w.type, "size": w.size, "slide": w.slide, "gap": w.gap},
             "grace_ms": self._grace(ctx.scenario, ctx.settings), "lookback_ms": ctx.settings.lookback,
             "interval_ms": ctx.settings.interval, "status_file": str(ctx.work_dir / "status.json"),
             "started_ms": time.time_ns() // 1_000_000,
-        }
-        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-        log = open(ctx.work_dir / "job.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipelines.batch.job", "schedule",
-                                      str(ctx.work_dir / "config.json")],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=paths.PROJECT_ROOT)
-        log.close()
+        })
 
     def wait_running(self, timeout_s: float) -> None:
-        assert self.ctx is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise HarnessError(f"the batch scheduler exited while starting:\n"
-                                   f"{processes.tail(self.ctx.work_dir / 'job.log')}", exit_code=EXIT_FAILED)
-            if (self.ctx.work_dir / "status.json").exists():
-                return
-            time.sleep(0.1)
-        raise HarnessError(f"the batch scheduler did not start within {timeout_s:.0f} s", exit_code=EXIT_FAILED)
+        self.job.wait_running(timeout_s)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.job.alive()
 
     def pids(self) -> list[int]:
-        return [self.proc.pid] if self.alive() and self.proc else []
-
-    def _status(self) -> dict[str, Any]:
-        assert self.ctx is not None
-        try:
-            return json.loads((self.ctx.work_dir / "status.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return self.job.pids()
 
     def position(self) -> Position | None:
-        st = self._status()
-        if not st:
-            return None
-        return Position({int(p): int(o) for p, o in st.get("offsets", {}).items()}, st.get("records_in"))
+        return self.job.position()
 
     def engine_metrics(self) -> dict[str, Any]:
-        st = self._status()
+        st = self.job.status()
         return {k: st[k] for k in ("runs", "failed_runs", "records_in", "malformed", "late_dropped", "emitted") if k in st}
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)  # a run in progress finishes (or is killed below)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc is not None:
-            processes.terminate_tree(self.proc.pid, timeout=10)
+        self.job.stop(grace_s=60)  # a run in progress may finish its transaction
 
 
 ENGINE = BatchEngine

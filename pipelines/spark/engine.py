@@ -28,13 +28,23 @@ SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_i
                   "spark.ui.enabled": True, "spark.sql.session.timeZone": "the JVM's time zone",
                   "spark.sql.variant.allowDuplicateKeys": False}
 
-# Spark's own errors for what it cannot run, captured once on pyspark 4.2.0 with this job (see NOTES in the
-# report): we do not start a JVM in cannot_run() just to have Spark say it again.
-REAL_TIME_ERROR_42 = ("[STREAMING_REAL_TIME_MODE.OPERATOR_OR_SINK_NOT_IN_ALLOWLIST] Streaming real-time mode has "
-                      "the following limitation: The aggregate(s) are not supported in the real-time mode and "
-                      "therefore not supported in the real-time mode yet.")
-CONTINUOUS_ERROR = ("Continuous processing does not support Aggregate operations.")
-SESSION_UPDATE_ERROR = ("Spark refuses session windows in update output mode")
+# Spark's own errors for what it cannot run, captured once on pyspark 4.2.0 with this job's query (Kafka source,
+# withWatermark, window aggregation; update output mode and a ForeachWriter for real-time mode, whose docs rule
+# out foreachBatch and append): cannot_run() does not start a JVM just to have Spark say it again.
+REAL_TIME_ERROR_42 = (
+    "[STREAMING_REAL_TIME_MODE.OPERATOR_OR_SINK_NOT_IN_ALLOWLIST] Streaming real-time mode has the following "
+    "limitation: The operator(s): org.apache.spark.sql.execution.aggregate.HashAggregateExec, "
+    "org.apache.spark.sql.execution.exchange.ShuffleExchangeExec, "
+    "org.apache.spark.sql.execution.streaming.operators.stateful.StateStoreRestoreExec, "
+    "org.apache.spark.sql.execution.streaming.operators.stateful.StateStoreSaveExec are not in the operator "
+    "allowlist for Real-Time Mode. To bypass this check, set spark.sql.streaming.realTimeMode.allowlistCheck to "
+    "false. By changing this, you agree to run the query at your own risk. SQLSTATE: 0A000")
+# With foreachBatch Spark first says "'foreachBatch' is not supported with continuous trigger."; with a
+# ForeachWriter it reaches the query itself:
+CONTINUOUS_ERROR = "Continuous processing does not support EventTimeWatermark operations."
+SESSION_UPDATE_ERROR = (
+    "[STREAMING_OUTPUT_MODE.UNSUPPORTED_OPERATION] Invalid streaming output mode: update. This output mode is not "
+    "supported for session window streaming aggregations on streaming DataFrames/DataSets. SQLSTATE: 42KDE")
 
 
 class SparkSettings(EngineSettings):
@@ -108,12 +118,19 @@ class SparkEngine:
                     "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
                     "only lateness knob. Run with query.allowed_lateness: 0")
         if settings.trigger == "continuous":
-            return f"the continuous trigger cannot run this query; Spark says: {CONTINUOUS_ERROR}"
+            return (f"the continuous trigger runs map-like queries only (no watermark, no aggregation); Spark "
+                    f"says: {CONTINUOUS_ERROR}")
         if settings.trigger == "real_time":
-            return (f"real-time mode (pyspark {pyspark_version()}) cannot run this windowed aggregation; Spark "
-                    f"says: {REAL_TIME_ERROR_42}")
+            version = pyspark_version()
+            if version.startswith(("4.1.", "4.2.")):
+                return (f"real-time mode in Spark {version} runs stateless queries only (aggregations are planned "
+                        f"for 4.3), so not this windowed aggregation; Spark says: {REAL_TIME_ERROR_42}")
+            if settings.output_mode != "update":
+                return "real-time mode supports output mode update only; set output_mode: update"
+            if scenario.query.window.type == "session":
+                return "real-time mode does not run session windows"
         if scenario.query.window.type == "session" and settings.output_mode == "update":
-            return f"session windows do not run in update output mode; {SESSION_UPDATE_ERROR}"
+            return f"session windows do not run in update output mode; Spark says: {SESSION_UPDATE_ERROR}"
         return None
 
     def promised_answer(self, scenario: Scenario, settings: Any) -> str:

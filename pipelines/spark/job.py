@@ -111,6 +111,12 @@ def kafka_input(spark: Any, cfg: dict[str, Any]) -> Any:
 
 def build_output(raw: Any, cfg: dict[str, Any]) -> Any:
     """The streaming DataFrame: window rows (kind 'w') and malformed rows (kind 'm') in one schema."""
+    windows, malformed = build_branches(raw, cfg)
+    return windows.unionByName(malformed)
+
+
+def build_branches(raw: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """(window rows, malformed rows), both in the output schema."""
     from pyspark.sql import functions as F
 
     parsed = raw.withColumn("v", F.expr("try_parse_json(raw)")).withColumn("ok", F.expr(well_formed_expr()))
@@ -156,7 +162,7 @@ def build_output(raw: Any, cfg: dict[str, Any]) -> Any:
                          F.col("kafka_partition").cast("int").alias("kafka_partition"), "kafka_offset",
                          # PostgreSQL text cannot hold NUL characters; a null value (tombstone) is ''
                          F.regexp_replace(F.coalesce(F.col("raw"), F.lit("")), "\u0000", "").alias("raw")))
-    return windows.unionByName(malformed)
+    return windows, malformed
 
 
 # -------------------------------------------------------------------------------------------------- the sink
@@ -475,22 +481,31 @@ def spark_session(cfg: dict[str, Any]) -> Any:
     return spark
 
 
-def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> Any:
-    out = build_output(kafka_input(spark, cfg), cfg)
+def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> list[Any]:
+    """The running queries: one (the union) with a processing-time trigger; with the real-time trigger two
+    (window rows and malformed rows, each from its own Kafka source: real-time mode refuses a union of two
+    identical sources, and foreachBatch, so each writes through a ForeachWriter)."""
     trig = cfg.get("trigger") or {"kind": "processing_time", "interval_ms": 500}
     kind, every = trig["kind"], interval(int(trig.get("interval_ms") or 0))
-    writer = (out.writeStream.queryName(f"harness_{cfg['load_id']}".replace(".", "_").replace("-", "_"))
-              .outputMode(cfg.get("output_mode") or "append")
-              .option("checkpointLocation", str(Path(cfg["checkpoint_dir"]).resolve())))
+    name = f"harness_{cfg['load_id']}".replace(".", "_").replace("-", "_")
+    checkpoint = Path(cfg["checkpoint_dir"]).resolve()
+
+    def writer(df: Any, suffix: str = "") -> Any:
+        return (df.writeStream.queryName(name + suffix).outputMode(cfg.get("output_mode") or "append")
+                .option("checkpointLocation", str(checkpoint / suffix.strip("_")) if suffix else str(checkpoint)))
+
     if kind == "processing_time":
-        writer = writer.trigger(processingTime=every).foreachBatch(sink.foreach_batch)
-    elif kind == "real_time":
-        writer = writer.trigger(realTime=every).foreach(RowWriter(cfg))
-    elif kind == "continuous":
-        writer = writer.trigger(continuous=every).foreachBatch(sink.foreach_batch)
-    else:
-        raise ValueError(f"trigger: expected processing_time, real_time or continuous, got {kind!r}")
-    return writer.start()
+        out = build_output(kafka_input(spark, cfg), cfg)
+        return [writer(out).trigger(processingTime=every).foreachBatch(sink.foreach_batch).start()]
+    if kind == "continuous":
+        out = build_output(kafka_input(spark, cfg), cfg)
+        return [writer(out).trigger(continuous=every).foreach(RowWriter(cfg)).start()]
+    if kind == "real_time":
+        windows, _ = build_branches(kafka_input(spark, cfg), cfg)
+        _, malformed = build_branches(kafka_input(spark, cfg), cfg)
+        return [writer(windows, "_windows").trigger(realTime=every).foreach(RowWriter(cfg)).start(),
+                writer(malformed, "_malformed").trigger(realTime=every).foreach(RowWriter(cfg)).start()]
+    raise ValueError(f"trigger: expected processing_time, real_time or continuous, got {kind!r}")
 
 
 def error_text(exc: BaseException) -> str:
@@ -526,39 +541,38 @@ def run(cfg: dict[str, Any]) -> int:
         spark.stop()
         return 0
     try:
-        query = start_query(spark, cfg, sink)
+        queries = start_query(spark, cfg, sink)
     except Exception as exc:
         progress.error = error_text(exc)
         progress.write(running=False)
         log(f"the query did not start: {exc}")
         spark.stop()
         return 1
-    query_id.append(str(query.id))
-    log(f"query {query.id} started ({cfg.get('master')}, trigger {cfg.get('trigger')}, "
+    query_id.append(str(queries[0].id))  # the status follows the (window) query
+    log(f"query {queries[0].id} started ({cfg.get('master')}, trigger {cfg.get('trigger')}, "
         f"output mode {cfg.get('output_mode', 'append')})")
     code = 0
-    while not stop.is_set():
-        try:
-            if query.awaitTermination(0.5):
-                exc = query.exception()
-                if exc is not None:
-                    progress.error = error_text(exc)
-                    log(f"query failed: {exc}")
-                    code = 1
-                else:
-                    log("query ended")
+    while not stop.is_set() and code == 0:
+        for query in queries:
+            try:
+                if query.awaitTermination(0.5 / len(queries)):
+                    exc = query.exception()
+                    if exc is not None:
+                        raise exc
+                    log(f"query {query.name} ended")
+                    stop.set()
+            except Exception as exc:  # awaitTermination raises the query's exception
+                progress.error = error_text(exc)
+                log(f"query failed: {exc}")
+                code = 1
                 break
-        except Exception as exc:  # awaitTermination raises the query's exception
-            progress.error = error_text(exc)
-            log(f"query failed: {exc}")
-            code = 1
-            break
-    if stop.is_set():
-        log("stopping the query")
+    log("stopping")
+    for query in queries:
         try:
-            query.stop()
+            if query.isActive:
+                query.stop()
         except Exception as exc:
-            log(f"stopping: {exc}")
+            log(f"stopping {query.name}: {exc}")
     progress.write(running=False)
     sink.close()
     try:

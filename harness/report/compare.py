@@ -1,0 +1,265 @@
+"""`build_compare(run_dirs, out_dir)`: the same headline tables and main plots across runs (before and after a
+tuning change, two machines, two versions), with every change judged against the run-to-run spread.
+
+Each later run is compared with the first one, engine by engine: a change is "better" or "worse" only when it is
+outside the spread (the repeat ranges, when both runs have repeats) or, without repeats, beyond the noise band
+(and, for latency percentiles, beyond their 95% confidence intervals); otherwise it is a tie.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from harness.errors import HarnessError
+from harness.report import builder as B
+from harness.report import decision as D
+from harness.report import metrics as M
+from harness.report import plots as P
+from harness.report import tables as T
+from harness.report.data import RunData, millis
+
+LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+    else:
+        out[prefix.rstrip(".")] = json.dumps(d, default=str)
+    return out
+
+
+def differences(runs: list[RunData]) -> T.Table:
+    """Every scenario field, engine setting, machine fact and version whose value differs between the runs."""
+    labels = [LABELS[i % 26] for i in range(len(runs))]
+    flats = []
+    for r in runs:
+        f = {f"scenario.{k}": v for k, v in _flat(r.scenario).items() if not k.startswith("description")}
+        for name, rs in r.by_engine().items():
+            if rs:
+                f.update({f"engine {name}.{k}": v for k, v in _flat(rs[0].get("settings") or {}).items()})
+        f.update({f"machine.{k}": v for k, v in _flat(r.get("machine", default={})).items() if k != "hostname"})
+        f.update({f"versions.{k}": v for k, v in _flat(r.get("versions", default={})).items()})
+        f["engines run"] = ", ".join(r.engine_names)
+        f["repeats"] = str(r.get("repeat", default=1))
+        flats.append(f)
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    t = T.Table(["what", *[f"run {x}" for x in labels]])
+    for k in keys:
+        vals = [f.get(k, "(absent)") for f in flats]
+        if len(set(vals)) > 1:
+            t.rows.append(T.Row(k, [T.Cell(v.strip('"')) for v in vals]))
+    return t
+
+
+def runs_table(runs: list[RunData]) -> T.Table:
+    t = T.Table(["run", "run id", "status", "scenario", "started", "commit", "machine", "repeats", "engines"])
+    for i, r in enumerate(runs):
+        sha = r.get("versions", "commit", "sha", default="")
+        dirty = r.get("versions", "commit", "dirty")
+        t.rows.append(T.Row(LABELS[i % 26], [
+            T.Cell(r.run_id), T.Cell(r.status.upper() if not r.complete else r.status, "" if r.complete else "bad"),
+            T.Cell(str(r.scenario.get("name", "?"))), T.Cell(str(r.get("started_at") or "–")),
+            T.Cell((sha[:10] + (" (dirty)" if dirty else "")) if sha else "–"), T.Cell(D._machine_line(r)),
+            T.Cell(str(r.get("repeat") or 1)), T.Cell(", ".join(r.engine_names) or "none"),
+        ]))
+    return t
+
+
+def changes(runs: list[RunData], band: float = M.NOISE_BAND) -> tuple[T.Table, list[str]]:
+    """Per engine and ranked figure: the value in every run, and each later run judged against the first."""
+    labels = [LABELS[i % 26] for i in range(len(runs))]
+    engines = list(dict.fromkeys(e for r in runs for e in r.engine_names))
+    cols = ["engine", "figure", *[f"run {x}" for x in labels]]
+    t = T.Table(cols[1:])
+    glance: list[str] = []
+    for e in engines:
+        groups = [r.by_engine().get(e, []) for r in runs]
+        per_run_better: dict[int, list[str]] = {}
+        per_run_worse: dict[int, list[str]] = {}
+        for m in M.RANKED:
+            figs = [M.figure(g, m) for g in groups]
+            if all(f is None for f in figs):
+                continue
+            cells = [T.Cell(D.fmt_figure(figs[0], m), "unreliable" if figs[0] and figs[0].unreliable else "")]
+            for i, f in enumerate(figs[1:], 1):
+                text = D.fmt_figure(f, m)
+                base = figs[0]
+                if f is None or base is None:
+                    cells.append(T.Cell(text))
+                    continue
+                j = M.judge(base, f, m, band)
+                delta = f.mid - base.mid
+                rel = f" ({delta / abs(base.mid):+.0%})" if base.mid else ""
+                if j.verdict == "tie":
+                    word, flag = "tie", ""
+                else:
+                    better = j.verdict == "b"
+                    word, flag = ("better" if better else "worse"), ("" if better else "bad")
+                    (per_run_better if better else per_run_worse).setdefault(i, []).append(m.label)
+                cells.append(T.Cell(f"{text}; {D.fmt(delta, '', m.digits)}{rel}: {word}", flag, j.reason))
+            t.rows.append(T.Row(f"{e}: {m.label} ({m.unit}, {m.better} is better)", cells))
+        for i in range(1, len(runs)):
+            b, w = per_run_better.get(i, []), per_run_worse.get(i, [])
+            if not any(groups[i]) or not any(groups[0]):
+                glance.append(f"{e}: not in both run A and run {labels[i]}.")
+            elif not b and not w:
+                glance.append(f"{e}, run {labels[i]} vs A: no change beyond the spread or noise band.")
+            else:
+                glance.append(f"{e}, run {labels[i]} vs A: " + "; ".join(
+                    x for x in [f"better on {', '.join(b)}" if b else "", f"worse on {', '.join(w)}" if w else ""] if x)
+                    + "; every other figure a tie.")
+    return t, glance
+
+
+def slo_table(runs: list[RunData]) -> T.Table:
+    labels = [LABELS[i % 26] for i in range(len(runs))]
+    engines = list(dict.fromkeys(e for r in runs for e in r.engine_names))
+    t = T.Table(["engine", *[f"run {x}" for x in labels]])
+    sums = [D.summarize(r) for r in runs]
+    for e in engines:
+        cells = []
+        for s in sums:
+            v = s.verdicts.get(e)
+            if v is None:
+                cells.append(T.Cell("not in this run"))
+            else:
+                cells.append(T.Cell(v.status + (f" ({', '.join(v.missed)})" if v.missed else ""),
+                                    "bad" if v.status == "misses" else "warn" if v.status == "not measured" else ""))
+        t.rows.append(T.Row(e, cells))
+    return t
+
+
+def compare_context(runs: list[RunData]) -> dict[str, Any]:
+    labels = [LABELS[i % 26] for i in range(len(runs))]
+    names = list(dict.fromkeys(e for r in runs for e in r.engine_names))
+    colours = B.colours_for(names)
+    styles = {lab: P.RUN_STYLES[i % len(P.RUN_STYLES)] for i, lab in enumerate(labels)}
+    items: list[P.Item] = []
+    bars: list[P.Item] = []
+    loads: list[P.LoadItem] = []
+    for lab, r in zip(labels, runs):
+        for it in B.run_items(r, colours, styles[lab], f" · {lab}"):
+            items.append(it)
+        for it in B.run_items(r, colours, styles[lab], f" · {lab}", per_repeat_labels=True):
+            bars.append(it)
+        loads += B.load_items(r, colours, styles[lab], f" · {lab}")
+    slo = runs[0].slo
+    plots = [
+        B.make_plot("Latency distribution", B.PLOT_CAPTIONS["cdf"] + " Line style: run.",
+                    lambda: P.latency_cdf(items, millis(slo.get("p99_latency")), millis(slo.get("p50_latency"))),
+                    "no per-window latencies"),
+        B.make_plot("Latency over time", B.PLOT_CAPTIONS["over_time"], lambda: P.latency_over_time(items),
+                    "no per-window latencies"),
+        B.make_plot("Throughput and lag", B.PLOT_CAPTIONS["throughput"], lambda: P.throughput_lag(items),
+                    "no engine time series"),
+        B.make_plot("Resource use", B.PLOT_CAPTIONS["resources"], lambda: P.resources(items), "no engine time series"),
+        B.make_plot("Correctness and duplicates", B.PLOT_CAPTIONS["correctness"] + " Hatched: later runs.",
+                    lambda: P.correctness_bars(bars), "no engine reached the correctness check"),
+        B.make_plot("Load sent vs intended", B.PLOT_CAPTIONS["load"], lambda: P.load_sent(loads), "no load time series"),
+    ]
+    for m, title in ((M.P99, "p99 latency by run"), (M.CPU_M, "CPU per million events by run")):
+        groups = []
+        for e in names:
+            bars_e = []
+            for lab, r in zip(labels, runs):
+                f = M.figure(r.by_engine().get(e, []), m)
+                bars_e.append((f"run {lab}", colours[e], f.mid if f else None, f.lo if f else None,
+                               f.hi if f else None))
+            groups.append((e, bars_e))
+        plots.append(B.make_plot(title, f"{m.label} per engine and run (whiskers: min..max over repeats; plain: "
+                                        "run A, hatched: later runs).",
+                                 lambda m=m, title=title, groups=groups: P.figure_bars(title, f"{m.label} ({m.unit})",
+                                                                                     groups), "not measured"))
+    change_table, glance = changes(runs)
+    incomplete = [f"run {lab} ({r.run_id}) is {r.status.upper()}" + (f": {r.get('error')}" if r.get("error") else "")
+                  for lab, r in zip(labels, runs) if not r.complete]
+    scen = sorted({str(r.scenario.get("name", "?")) for r in runs})
+    glance = ([f"Scenario differs between runs ({', '.join(scen)}): compare with care."] if len(scen) > 1 else []) \
+        + glance + [("Spread: repeats within runs where measured; else the ±"
+                     f"{M.NOISE_BAND:.0%} noise band (and 95% percentile intervals): changes inside them are ties.")]
+    sections = [
+        B._table_section("changes", "What changed, run by run (against run A)", [("", change_table)],
+                         "Each cell: the figure, its change against run A, and the verdict; hover for the reason. "
+                         "A change is better or worse only outside the run-to-run spread (repeat ranges) or, with "
+                         f"single runs, beyond the ±{M.NOISE_BAND:.0%} noise band; otherwise a tie."),
+        B._table_section("slo", "SLO verdicts per run", [("", slo_table(runs))],
+                         "Each run judged against its own scenario's SLOs (see each run's report for the details)."),
+        B._table_section("differences", "What differs between the runs' set-ups", [("", differences(runs))],
+                         "Scenario fields, engine settings, machine and versions whose values differ."),
+        B._table_section("runs", "The runs", [("", runs_table(runs))]),
+        B._table_section("definitions", "Metric definitions", [], html=B._defs_html()),
+    ]
+    headlines = [{"title": f"Run {lab}: {r.run_id} ({r.status})", "table": T.headline(r), "colours": colours,
+                  "intro": ""} for lab, r in zip(labels, runs)]
+    styles_note = " · line style per run: " + ", ".join(
+        f"{lab} {({'-': 'solid', '--': 'dashed', ':': 'dotted', '-.': 'dash-dot'})[st]}" for lab, st in styles.items())
+    return {
+        "title": f"Stream harness comparison: {len(runs)} runs",
+        "subtitle": " · ".join(f"{lab}: {r.run_id}" for lab, r in zip(labels, runs)),
+        "incomplete": ("— " + "; ".join(incomplete) + ". Its figures are what was measured before it stopped.")
+        if incomplete else "",
+        "banner_ok": None,
+        "glance": glance,
+        "nav": [("headline-section", "Headlines"), ("plots", "Plots"), ("changes", "Changes"), ("slo", "SLOs"),
+                ("differences", "Set-up differences"), ("runs", "Runs"), ("definitions", "Definitions")],
+        "headlines": headlines,
+        "decision": None,
+        "colours": colours,
+        "styles_note": Markup(styles_note),
+        "plots": plots,
+        "sections": sections,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": ", ".join(str(r.run_dir) for r in runs),
+        "runs": runs,
+        "labels": labels,
+    }
+
+
+def render_markdown(ctx: dict[str, Any]) -> str:
+    out = [f"# {'INCOMPLETE: ' if ctx['incomplete'] else ''}{ctx['title']}", "", ctx["subtitle"], ""]
+    if ctx["incomplete"]:
+        out += [f"> **INCOMPLETE** {ctx['incomplete']}", ""]
+    out += ["**At a glance**", ""] + [f"- {g}" for g in ctx["glance"]] + ["",
+            "Plots: open `compare.html` next to this file.", ""]
+    for sec in ctx["sections"]:
+        if sec["id"] == "definitions":
+            continue
+        out += [f"## {sec['title']}", ""] + ([sec["intro"], ""] if sec["intro"] else [])
+        for t in sec["tables"]:
+            out += B.md_table(t["table"]) + [""]
+    out += ["## Headlines", ""]
+    for hl in ctx["headlines"]:
+        out += [f"### {hl['title']}", ""] + B.md_table(hl["table"]) + [""]
+    return "\n".join(out) + "\n"
+
+
+def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
+    """Write compare.html and compare.md into out_dir (created if needed) and return their paths (html, md).
+
+    compare.html is self-contained (plots as data: URIs): the headline table of every run (the first has
+    id="headline"), the main plots overlaid (colour: engine, line style: run), a table of every ranked figure per
+    engine with each later run judged against the first (better / worse only outside the run-to-run spread, or
+    beyond the stated noise band for single runs; else a tie), the SLO verdicts per run, the set-up differences
+    (scenario, engine settings, machine, versions) and the runs themselves. compare.md holds the same tables.
+    Runs that are not complete are marked INCOMPLETE. Raises HarnessError for fewer than two run folders or a
+    folder without a readable result.json.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    if len(dirs) < 2:
+        raise HarnessError(f"compare needs two or more run folders, got {len(dirs)}")
+    runs = [RunData.load(d) for d in dirs]
+    ctx = compare_context(runs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, md_path = out / "compare.html", out / "compare.md"
+    B._write(html_path, B.render_html(ctx))
+    B._write(md_path, render_markdown(ctx))
+    return html_path, md_path
