@@ -201,17 +201,36 @@ def run_cmd(
                 prog.update(bars[key], completed=row["windows_matched"],
                             info=f"lag {row.get('lag')}, rows out {row.get('rows_out')}, rss {row.get('rss_mb')} MB")
 
+        started: list[Path] = []
         hooks = RunHooks(message=lambda m: prog.console.print(f"[dim]·[/] {m}", highlight=False), sending=sending,
-                         monitor=monitor)
+                         monitor=monitor, started=started.append)
         opts = RunOptions(scenario, bootstrap_servers, postgres_dsn, results_dir, engines=names,
                           engine_options=engine_option, repeat=repeat)
         try:
             run_dir = run(opts, hooks)
         except HarnessError as exc:
             if "results in " in exc.message:
-                _print_run_summary(Path(exc.message.rsplit("results in ", 1)[1]))
+                failed_dir = Path(exc.message.rsplit("results in ", 1)[1])
+                _print_run_summary(failed_dir)
+                _write_report(failed_dir)
+            raise
+        except KeyboardInterrupt:
+            if started:
+                _write_report(started[0])
             raise
     _print_run_summary(run_dir)
+    _write_report(run_dir)
+
+
+def _write_report(run_dir: Path) -> None:
+    """Every run gets its report, a failed or interrupted one too (marked incomplete)."""
+    try:
+        from harness.report import build_report
+
+        html, md = build_report(run_dir)
+        out.print(f"report: {html}\nsummary: {md}")
+    except Exception as exc:  # the measurements are safe in result.json; say why the report is missing
+        err.print(f"[yellow]warning:[/] the report could not be written: {type(exc).__name__}: {exc}")
 
 
 @app.command("engines")
@@ -263,6 +282,39 @@ def _print_run_summary(run_dir: Path) -> None:
                           e.get("reason") or e.get("error") or "")
         out.print(table)
     out.print(f"results: {run_dir / 'result.json'}")
+
+
+@app.command("report")
+@user_errors
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder, e.g. results/<run_id>.")) -> None:
+    """Write report.html (self-contained, plots embedded) and report.md next to result.json.
+
+    Needs only the run folder: the stack can be down. `harness run` does this at the end of every run.
+    """
+    from harness.report import build_report
+
+    if not (run_dir / "result.json").is_file():
+        raise HarnessError(f"{run_dir} has no result.json", hint="give a folder under results/, made by `harness run`")
+    html, md = build_report(run_dir)
+    out.print(f"report: {html}\nsummary: {md}")
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Two or more run folders (the first is the reference)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where compare.html/.md go (default: results/compare-<time>)."),
+) -> None:
+    """Compare runs (before and after a tuning change, two machines, two versions): the same tables and plots
+    side by side, with differences inside the run-to-run spread called ties."""
+    import time
+
+    from harness import paths
+    from harness.report import build_compare
+
+    target = out_dir or paths.results_dir() / f"compare-{time.strftime('%Y%m%dT%H%M%S')}"
+    html, md = build_compare(run_dirs, target)
+    out.print(f"comparison: {html}\nsummary: {md}")
 
 
 # -- benchmarks -------------------------------------------------------------------------------------

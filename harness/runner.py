@@ -58,6 +58,7 @@ class RunHooks:
     message: Callable[[str], None] = lambda _m: None
     sending: Callable[[str, SendStats], None] = lambda _l, _s: None
     monitor: Callable[[str, dict[str, Any]], None] = lambda _l, _d: None
+    started: Callable[[Path], None] = lambda _d: None  # the run folder exists (result.json is being written)
 
 
 @dataclass
@@ -469,6 +470,7 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
         "engines_requested": [p.name for p in plans], "repeat": opts.repeat, "mode": "isolated",
         "machine": environment.machine(),
     })
+    hooks.started(run_dir)
     status, error = "failed", None
     try:
         with services(opts.bootstrap, opts.dsn, scenario_bootstrap=scenario.services.bootstrap_servers,

@@ -75,5 +75,7 @@ def test_ctrl_c_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp_pa
     [e] = doc["engines"]
     assert e["status"] == "interrupted" and e["timeseries"], e.keys()
     assert any(r["records_in"] for r in e["timeseries"])
+    report = result.parent / "report.html"  # an interrupted run still gets its report, marked incomplete
+    assert report.exists() and "INCOMPLETE" in report.read_text()
     left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if doc["run_id"] in " ".join(p.info["cmdline"] or [])]
     assert not left

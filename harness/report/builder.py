@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from harness.report import decision as D
-from harness.report import metrics as M
 from harness.report import plots as P
 from harness.report import tables as T
 from harness.report.data import RunData, millis
@@ -52,7 +51,8 @@ PLOT_CAPTIONS = {
     "over_time": "Latency of every window by window end: a rising trend means the engine falls behind; steps show "
                  "trigger or flush intervals. Shaded: warm-up, left out of the figures.",
     "throughput": "Top: records per second the engine read. Bottom: records on the topic it had not read yet. A "
-                  "growing lag means it cannot keep up with this load.",
+                  "growing lag means it cannot keep up with this load; a saw-tooth of about a second's worth of "
+                  "records comes from counters the engine refreshes periodically, not from falling behind.",
     "resources": "CPU cores busy (slope of CPU seconds) and resident memory of all the engine's processes.",
     "correctness": "Left: exact windows as a share of the promised answer. Right: the counts that should be zero.",
     "load": "What the generator was asked to send each second, what it handed to the producer and what the broker "
@@ -267,8 +267,8 @@ def _md(s: Any) -> str:
 
 
 def md_cell(c: T.Cell) -> str:
-    mark = {"unreliable": " †", "partial": " ‡", "bad": " ⚠"}.get(c.flag, "")
-    return _md(c.text) + mark
+    marks = {"unreliable": " †", "partial": " ‡", "bad": " ⚠"}
+    return _md(c.text) + "".join(marks.get(f, "") for f in c.flag.split())
 
 
 def md_table(t: T.Table) -> list[str]:
@@ -310,7 +310,9 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         out.append("")
     elif not s.slo:
         out += ["No SLOs are set in the scenario.", ""]
-    if dv["rankings"]:
+    if len(dv["engines"]) == 1:
+        out += [f"Only {dv['engines'][0]} was measured: there is nothing to compare it with.", ""]
+    elif dv["rankings"]:
         out += ["### Figure by figure", "", "| figure | " + " | ".join(dv["engines"]) + " | result | why |",
                 "|" + " --- |" * (len(dv["engines"]) + 3)]
         for r in dv["rankings"]:
@@ -360,4 +362,4 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     return html_path, md_path
 
 
-__all__ = ["build_report", "escape"]
+__all__ = ["build_report"]

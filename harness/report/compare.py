@@ -161,7 +161,7 @@ def compare_context(runs: list[RunData]) -> dict[str, Any]:
         B.make_plot("Throughput and lag", B.PLOT_CAPTIONS["throughput"], lambda: P.throughput_lag(items),
                     "no engine time series"),
         B.make_plot("Resource use", B.PLOT_CAPTIONS["resources"], lambda: P.resources(items), "no engine time series"),
-        B.make_plot("Correctness and duplicates", B.PLOT_CAPTIONS["correctness"] + " Hatched: later runs.",
+        B.make_plot("Correctness and duplicates", B.PLOT_CAPTIONS["correctness"] + " Hatch: run B //, C .., D xx.",
                     lambda: P.correctness_bars(bars), "no engine reached the correctness check"),
         B.make_plot("Load sent vs intended", B.PLOT_CAPTIONS["load"], lambda: P.load_sent(loads), "no load time series"),
     ]
@@ -174,8 +174,8 @@ def compare_context(runs: list[RunData]) -> dict[str, Any]:
                 bars_e.append((f"run {lab}", colours[e], f.mid if f else None, f.lo if f else None,
                                f.hi if f else None))
             groups.append((e, bars_e))
-        plots.append(B.make_plot(title, f"{m.label} per engine and run (whiskers: min..max over repeats; plain: "
-                                        "run A, hatched: later runs).",
+        plots.append(B.make_plot(title, f"{m.label} per engine and run (colour: engine; whiskers: min..max over repeats; "
+                                        "hatch: run, as in the legend).",
                                  lambda m=m, title=title, groups=groups: P.figure_bars(title, f"{m.label} ({m.unit})",
                                                                                      groups), "not measured"))
     change_table, glance = changes(runs)

@@ -100,6 +100,11 @@ def _why_not(run: EngineRun) -> str:
     return f"{run.status}" + (f": {detail}" if detail else "")
 
 
+def _tag(r: EngineRun, runs: list[EngineRun]) -> str:
+    """'#2 ' when the engine ran several times (which repeat), else nothing."""
+    return f"#{r.repeat} " if len(runs) > 1 else ""
+
+
 def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
               band: float = M.NOISE_BAND) -> SloCheck:
     metric, direction, _ = SLO_FIELDS[name]
@@ -113,9 +118,9 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
     missing_fig = [r for r, v in vals if v is None]
     vals = [(r, v) for r, v in vals if v is not None]
     for r in unmeasured:
-        chk.notes.append(f"#{r.repeat} {_why_not(r)}")
+        chk.notes.append(_tag(r, runs) + _why_not(r))
     for r in missing_fig:
-        chk.notes.append(f"#{r.repeat}: no {SLO_PATHS[name]} in result.json")
+        chk.notes.append(f"{_tag(r, runs)}no {SLO_PATHS[name]} in result.json")
     if not runs:
         chk.notes.append("no run of this engine in result.json")
     if not vals:
@@ -153,7 +158,7 @@ def _verdicts(run: RunData, slo: dict[str, Any], checks: list[SloCheck]) -> dict
     for engine, runs in run.by_engine().items():
         mine = [c for c in checks if c.engine == engine]
         v = EngineVerdict(engine, "", len(runs), sum(1 for r in runs if r.measured))
-        v.reasons = [f"#{r.repeat} {_why_not(r)}" for r in runs if not r.measured]
+        v.reasons = [_tag(r, runs) + _why_not(r) for r in runs if not r.measured]
         v.missed = [c.field for c in mine if c.verdict == FAIL]
         if v.missed:
             v.status = "misses"

@@ -31,6 +31,8 @@ ENGINE_COLOURS = {
 }
 PALETTE = ["#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#843c39"]
 RUN_STYLES = ["-", "--", ":", "-."]
+HATCHES = {"-": None, "--": "//", ":": "..", "-.": "xx"}     # bars: the hatch that stands for a line style
+RUN_HATCHES = [None, "//", "..", "xx", "\\\\", "++"]
 DPI = 110
 SIZE = (7.2, 4.2)
 
@@ -259,7 +261,7 @@ def resources(items: list[Item]) -> bytes | None:
     a1.set_title("Resource use: CPU (slope of cpu_s over 3 s) and memory")
     a2.set_ylabel("RSS (MB)")
     a2.set_xlabel("time (s after the load started)")
-    _legend(a1, loc="upper left")
+    _legend(a1, loc="upper right")
     return _png(fig)
 
 
@@ -287,9 +289,9 @@ def correctness_bars(items: list[Item]) -> bytes | None:
         ex = num(it.run.get("windows", "correctness", "exact"))
         v = 100 * ex / exp if exp and ex is not None else 0.0
         share.append(v)
-        a1.bar(i, v, color=it.colour, hatch=None if it.style == "-" else "//", edgecolor="white")
+        a1.bar(i, v, color=it.colour, hatch=HATCHES.get(it.style), edgecolor="white")
         a1.text(i, v + 1, f"{int(ex) if ex is not None else '?'}/{int(exp) if exp else '?'}", ha="center",
-                va="bottom", fontsize=8)
+                va="bottom", fontsize=8 if len(rows) <= 3 else 6, rotation=0 if len(rows) <= 3 else 90)
     a1.set_xticks(range(len(rows)), names, rotation=30 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center",
                   fontsize=8)
     a1.set_ylim(0, 112)
@@ -300,8 +302,7 @@ def correctness_bars(items: list[Item]) -> bytes | None:
     for i, it in enumerate(rows):
         vals = [num(it.run.get(*path)) or 0.0 for _, path in COUNT_BARS]
         xs = np.arange(len(COUNT_BARS)) + (i - (len(rows) - 1) / 2) * width
-        a2.bar(xs, vals, width=width, color=it.colour, label=it.label,
-               hatch=None if it.style == "-" else "//", edgecolor="white")
+        a2.bar(xs, vals, width=width, color=it.colour, label=it.label, hatch=HATCHES.get(it.style), edgecolor="white")
         for x, v in zip(xs, vals):
             a2.text(x, v, f"{v:g}", ha="center", va="bottom", fontsize=7)
         ymax = max(ymax, *vals)
@@ -362,34 +363,41 @@ def load_sent(loads: list[LoadItem]) -> bytes | None:
     a1.set_title("Load: intended vs sent (handed to the producer) vs acknowledged")
     a2.set_ylabel("minus intended (events)")
     a2.set_xlabel("second of the load")
-    _legend(a1, loc="lower center", ncol=2)
+    handles, labels = a1.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
     return _png(fig)
 
 
 # -- comparisons across runs ----------------------------------------------------------------------------------
 def figure_bars(title: str, ylabel: str, groups: list[tuple[str, list[tuple[str, str, float | None, float | None,
                                                                            float | None]]]]) -> bytes | None:
-    """Grouped bars with min..max whiskers: groups of (group label, [(bar label, colour, mid, lo, hi)])."""
+    """Grouped bars with min..max whiskers: groups (an engine each: its colour) of bars (a run each: its hatch),
+    as (group label, [(bar label, colour, mid, lo, hi)])."""
+    from matplotlib.patches import Patch
+
     if not groups or not any(v is not None for _, bars in groups for _, _, v, _, _ in bars):
         return None
     fig, (ax,) = _new()
     nb = max(len(b) for _, b in groups)
     width = 0.8 / nb
-    seen: set[str] = set()
+    runs: dict[str, str | None] = {}
     for gi, (_, bars) in enumerate(groups):
         for bi, (lab, colour, mid, lo, hi) in enumerate(bars):
+            hatch = RUN_HATCHES[bi % len(RUN_HATCHES)]
+            runs.setdefault(lab, hatch)
             if mid is None:
                 continue
             x = gi + (bi - (len(bars) - 1) / 2) * width
-            ax.bar(x, mid, width=width, color=colour, edgecolor="white", hatch=None if bi == 0 else "//",
-                   label=lab if lab not in seen else None)
-            seen.add(lab)
+            ax.bar(x, mid, width=width, color=colour, edgecolor="white", hatch=hatch)
             if lo is not None and hi is not None and hi > lo:
                 ax.errorbar(x, mid, yerr=[[mid - lo], [hi - mid]], color="black", capsize=3, lw=1)
             ax.text(x, mid, f"{mid:,.0f}" if mid >= 100 else f"{mid:.3g}", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=8)
+    ax.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=9)
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.08)
     ax.set_title(title)
-    _legend(ax, loc="upper left")
+    ax.legend([Patch(facecolor="#dddddd", edgecolor="#555555", hatch=h) for h in runs.values()], list(runs),
+              fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(fig)

@@ -17,8 +17,13 @@ UNRELIABLE_TIP = "fewer than 10/(1-p) samples: this percentile is not much more 
 @dataclass
 class Cell:
     text: str
-    flag: str = ""          # "unreliable", "partial", "bad", "warn" or ""
+    flag: str = ""          # space-separated: "unreliable", "partial", "bad", "warn" (also the HTML classes)
     tip: str = ""
+
+    def add(self, flag: str, tip: str = "") -> None:
+        self.flag = f"{self.flag} {flag}".strip()
+        if tip:
+            self.tip = f"{self.tip}; {tip}" if self.tip else tip
 
 
 @dataclass
@@ -68,11 +73,11 @@ def number_cell(runs: list[EngineRun], read: Callable[[EngineRun], Any], unit: s
             text += " " + (more[0] if len(set(more)) == 1 else " / ".join(more))
     cell = Cell(text)
     if bad_if and any(bad_if(v) for v in vs):
-        cell.flag = "bad"
+        cell.add("bad")
     if unreliable and any(unreliable(r) for r, _ in vals):
-        cell.flag, cell.tip = "unreliable", UNRELIABLE_TIP
+        cell.add("unreliable", UNRELIABLE_TIP)
     if partial:
-        cell.flag, cell.tip = "partial", _partial_tip(pool)
+        cell.add("partial", _partial_tip(pool))
     return cell
 
 
@@ -88,9 +93,9 @@ def text_cell(runs: list[EngineRun], text: Callable[[EngineRun], str | None], ba
         "; ".join(f"#{r.repeat}: {t}" for r, t in texts)
     cell = Cell(s)
     if bad and any(bad(r) for r, _ in texts):
-        cell.flag = "bad"
+        cell.add("bad")
     if partial:
-        cell.flag, cell.tip = "partial", _partial_tip(pool)
+        cell.add("partial", _partial_tip(pool))
     return cell
 
 
@@ -117,7 +122,9 @@ def _correct(r: EngineRun) -> str | None:
     c = r.get("windows", "correctness")
     if not isinstance(c, dict):
         return None
-    return (f"{c.get('exact', '?')}/{c.get('expected', '?')} exact; {c.get('wrong', '?')} wrong, "
+    promised = r.get("windows", "promised_answer") or r.get("promised_answer")
+    answer = f" ({str(promised).replace('_', '-')} answer)" if promised else ""
+    return (f"{c.get('exact', '?')}/{c.get('expected', '?')} exact{answer}; {c.get('wrong', '?')} wrong, "
             f"{c.get('missing', '?')} missing, {c.get('extra', '?')} extra")
 
 
@@ -206,7 +213,7 @@ def repeats(run: RunData) -> Table:
             cells.append(Cell(fmt(n, "", 1 if n is not None and abs(n) < 100 and n != int(n) else 0) if n is not None
                               else (str(v) if v is not None else "–")))
         if M.P99.unreliable(r):
-            cells[2].flag, cells[2].tip = "unreliable", UNRELIABLE_TIP
+            cells[2].add("unreliable", UNRELIABLE_TIP)
         t.rows.append(Row(r.label, cells))
     return t
 

@@ -20,9 +20,9 @@ table.headline th.eng { min-width: 230px; font-size: 14px; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
 .unreliable { background: #fff4d6; } .unreliable::after { content: " †"; color: #a66b00; font-weight: 700; }
 .partial { background: repeating-linear-gradient(45deg, #fff, #fff 6px, #f0f0f0 6px, #f0f0f0 12px); color: #555; }
-.partial::after { content: " ‡"; color: #777; }
+.partial::after { content: " ‡"; color: #777; } .unreliable.partial::after { content: " † ‡"; }
 .bad { background: #fde2e1; color: #7b1d14; font-weight: 600; } .warn { background: #fff4d6; }
-.verdict { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 700; font-size: 12px; }
+.verdict { display: inline-block; white-space: nowrap; padding: 1px 8px; border-radius: 10px; font-weight: 700; font-size: 12px; }
 .v-pass { background: #d4efdc; color: #1e6b34; } .v-fail { background: #f8d0cc; color: #8a1f12; }
 .v-not-measured { background: #e3e3e3; color: #444; }
 .v-meets { background: #d4efdc; color: #1e6b34; } .v-misses { background: #f8d0cc; color: #8a1f12; }
@@ -99,7 +99,9 @@ section, so no engine can be said to meet or miss one.</p>{% endif %}
 {% endif %}
 {% if decision.unknown %}<p class="notes">Unknown SLO fields, not checked: {{ decision.unknown|join(', ') }}</p>{% endif %}
 <h3>Which engine is ahead, figure by figure</h3>
-{% if decision.rankings %}
+{% if decision.engines|length == 1 %}<p>Only {{ decision.engines[0] }} was measured in this run: there is nothing to
+compare it with. Its figures are in the headline table.</p>
+{% elif decision.rankings %}
 <table id="rankings">
 <thead><tr><th>figure</th>{% for e in decision.engines %}<th>{{ e }}</th>{% endfor %}<th>result</th><th>why</th></tr></thead>
 <tbody>
