@@ -47,7 +47,7 @@ ENGINE = "flink"
 #   {"event_id":17,"event_time":1795627300017,"key":"k000042","sent_at":1795627300018,"value":517}
 # and NULL for text that is not a JSON object. Values keep their JSON type in that text: 42.0, 42.5, "42",
 # true and null stay what they are. One anchored regex (RECORD) over it is the rule; once it matches, the
-# layout is fixed and plain string functions read the fields (see parsed_view_sql).
+# layout is fixed and plain string functions read the fields (fields_view_sql).
 #
 # Rejected: JSON_VALUE returns the same '42' for 42 and "42", and 'true' for true; JSON_VALUE(... RETURNING
 # INT) throws ClassCastException on a string at run time (the job fails); RETURNING BIGINT is refused at code
@@ -73,6 +73,12 @@ SENT_AT_EXPONENT = r'"sent_at"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
 # a bounded heap and the serial collector keep one engine inside ~1 GB on a 2-core machine (the JVM would
 # otherwise size its heap at a quarter of RAM and run G1's parallel threads). JVM_ARGS in the environment wins.
 DEFAULT_JVM_ARGS = "-Xms256m -Xmx640m -XX:+UseSerialGC -XX:MaxMetaspaceSize=320m -XX:MaxDirectMemorySize=320m"
+# pyflink takes the JVM's --add-opens from env.java.opts.all in $FLINK_CONF_DIR/config.yaml; a FLINK_CONF_DIR
+# without them (e.g. a session cluster's own conf) makes the client fail on Java 17 when it adds the connector
+# jars to its class loader (InaccessibleObjectException on URLClassLoader.addURL). Always pass them.
+JAVA_OPENS = " ".join(f"--add-opens=java.base/{pkg}=ALL-UNNAMED" for pkg in (
+    "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect", "java.text", "java.time",
+    "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "java.util.concurrent.locks"))
 
 
 # --------------------------------------------------------------------------------------------------- SQL text
@@ -100,11 +106,17 @@ def interval(ms: int) -> str:
             f"DAY({precision}) TO SECOND(3)")
 
 
+def found(text: str, pattern: str) -> str:
+    """TRUE when pattern occurs in text, FALSE otherwise (also for NULL)."""
+    # REGEXP, not REGEXP_EXTRACT(...) IS NOT NULL: measured ~3x cheaper on these patterns (Flink 2.0.2).
+    return f"COALESCE(REGEXP({text}, '{pattern}'), FALSE)"
+
+
 def canonical_expr() -> str:
     """The canonical text of the rule's fields, or NULL when the record is not a JSON object or has an exponent."""
     # The cheap digit-then-e test first: the exact one is a regex scan of the whole record.
-    exponent = f"REGEXP(payload, '[0-9][eE]') AND REGEXP(payload, '{EXPONENT}')"
-    return f"CASE WHEN COALESCE({exponent}, FALSE) THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
+    exponent = f"{found('payload', '[0-9][eE]')} AND {found('payload', EXPONENT)}"
+    return f"CASE WHEN {exponent} THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
 
 
 def rowtime_expr() -> str:
@@ -178,7 +190,7 @@ def fields_view_sql() -> str:
     return f"""CREATE TEMPORARY VIEW events_parsed AS
 SELECT
   payload, kafka_partition, kafka_offset, rowtime,
-  COALESCE(REGEXP(canonical, '{RECORD}'), FALSE) AS well_formed,
+  {found('canonical', RECORD)} AS well_formed,
   -- a key with escapes (then canonical has a backslash) is left to JSON_VALUE to unescape
   CASE WHEN POSITION('\\' IN canonical) > 0 THEN JSON_VALUE(payload, '$.key')
        ELSE SPLIT_INDEX({after_key}, '"', 0) END AS `key`,
@@ -186,7 +198,7 @@ SELECT
   -- sent_at is not part of the rule: without an integer sent_at a record still counts, with NULL here
   CASE WHEN POSITION(',"sent_at":' IN canonical) > 0
         AND CAST(TRY_CAST({sent_at} AS BIGINT) AS STRING) = {sent_at}
-        AND NOT (REGEXP(payload, '[0-9][eE]') AND REGEXP(payload, '{SENT_AT_EXPONENT}'))
+        AND NOT ({found('payload', '[0-9][eE]')} AND {found('payload', SENT_AT_EXPONENT)})
        THEN TRY_CAST({sent_at} AS BIGINT) END AS sent_at
 FROM events_canonical"""
 
@@ -405,7 +417,7 @@ def run(cfg: dict[str, Any]) -> int:
         rest_port = int(cfg["rest_port"]) if cfg.get("rest_port") else free_port()
     metrics_file = Path(cfg["metrics_file"]) if cfg.get("metrics_file") else None
 
-    os.environ.setdefault("JVM_ARGS", DEFAULT_JVM_ARGS)
+    os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', DEFAULT_JVM_ARGS)} {JAVA_OPENS}"
     if metrics_file is not None:
         # The JVM's log4j file (flink-*-python-*.log) goes beside the metrics file, not into the venv.
         os.environ.setdefault("FLINK_LOG_DIR", str(metrics_file.parent.resolve()))
