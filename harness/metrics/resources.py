@@ -48,6 +48,10 @@ class ResourceSampler:
                 seen.add(p.pid)
                 p = self._procs.setdefault(p.pid, p)
                 try:
+                    # A child younger than a second is usually a fork about to exec (a JVM running chmod):
+                    # its RSS is the parent's shared pages. Its CPU reaches the parent's children_* once reaped.
+                    if p.pid not in roots and time.time() - p.create_time() < 1.0:
+                        continue
                     with p.oneshot():
                         c = p.cpu_times()
                         self.cpu_by_pid[p.pid] = c.user + c.system + c.children_user + c.children_system

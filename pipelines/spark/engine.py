@@ -26,7 +26,8 @@ from harness.stack import jvm, processes
 SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_interval": "0 (next batch at once)",
                   "output_mode": "append", "shuffle_partitions": 200, "driver_memory": "1g",
                   "spark.ui.enabled": True, "spark.sql.session.timeZone": "the JVM's time zone",
-                  "spark.sql.variant.allowDuplicateKeys": False}
+                  "spark.sql.variant.allowDuplicateKeys": False,
+                  "spark.sql.streaming.statefulOperator.allowMultiple": True}
 
 # Spark's own errors for what it cannot run, captured once on pyspark 4.2.0 with this job's query (Kafka source,
 # withWatermark, window aggregation; update output mode and a ForeachWriter for real-time mode, whose docs rule
@@ -62,8 +63,9 @@ class SparkSettings(EngineSettings):
     driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$")
     executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$", description="standalone/remote executors")
     worker_cores: int = Field(2, ge=1, le=256, description="cores of the Worker started with master: standalone")
-    warmup_batches: int = Field(10, ge=0, le=200, description="micro-batches of the same query on a few local "
-                                "files before the real query starts, so the JVM is warm when the load begins")
+    warmup_batches: int = Field(10, ge=0, le=200, description="micro-batches of the same query on warm-up records "
+                                "(a private topic `<topic>-spark-warmup`, deleted after; local files if it cannot "
+                                "be made) before the real query starts, so the JVM is warm when the load begins")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
@@ -165,7 +167,8 @@ class SparkEngine:
             master = self.cluster.url
         w = ctx.scenario.query.window
         cfg = {
-            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "dsn": ctx.dsn,
+            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
+            "dsn": ctx.dsn,
             "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
             "window": {"type": w.type, "size_ms": w.size, "slide_ms": w.slide, "gap_ms": w.gap},
             "watermark_delay_ms": ctx.scenario.query.watermark_delay,
@@ -222,18 +225,48 @@ class SparkEngine:
         except (OSError, ValueError):
             return {}
 
-    def position(self) -> Position | None:
-        st = self._status()
-        if not st or not st.get("batches"):
+    def _offset_log(self) -> tuple[int, dict[int, int]] | None:
+        """The newest entry of the query's offset log (checkpoint/offsets/N): the end offsets of the batch
+        Spark has planned and is reading now. It is written (atomically) when a batch starts, one batch
+        duration before the batch's progress report."""
+        if self.ctx is None:
             return None
-        # endOffset of the last completed batch: the next offset the query will read, per partition.
-        return Position({int(p): int(o) for p, o in (st.get("offsets") or {}).items()}, st.get("records_in"))
+        d = self.ctx.work_dir / "checkpoint" / "offsets"
+        try:
+            ids = [int(f.name) for f in d.iterdir() if f.name.isdigit()]
+        except OSError:
+            return None
+        for batch in sorted(ids, reverse=True)[:2]:
+            try:
+                for line in (d / str(batch)).read_text().splitlines()[1:]:
+                    doc = json.loads(line)
+                    if isinstance(doc, dict) and self.ctx.topic in doc:
+                        return batch, {int(p): int(o) for p, o in doc[self.ctx.topic].items()}
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def position(self) -> Position | None:
+        """Per partition the next offset the source reads: the end offsets of the batch in progress (from the
+        offset log) or, before the first one, of the last completed batch. records_in: Spark's numInputRows
+        summed over completed batches, plus the records of the batch in progress (its offset range)."""
+        st = self._status()
+        done = {int(p): int(o) for p, o in (st.get("offsets") or {}).items()}
+        records = st.get("records_in")
+        wal = self._offset_log()
+        if wal is not None and (st.get("batch_id") is None or wal[0] > int(st["batch_id"])):
+            offsets = wal[1]
+            records = (records or 0) + sum(max(0, o - done.get(p, 0)) for p, o in offsets.items())
+            return Position(offsets, records)
+        if not st.get("batches"):
+            return None
+        return Position(done, records)
 
     def engine_metrics(self) -> dict[str, Any]:
         st = self._status()
         if not st:
             return {}
-        keep = ("batches", "records_in", "batch_ms", "duration_ms", "input_rows_per_second",
+        keep = ("batches", "records_in", "records_by_offsets", "warmup", "batch_ms", "duration_ms", "input_rows_per_second",
                 "processed_rows_per_second", "state_operators", "max_state_rows", "watermark", "watermark_ms",
                 "num_rows_dropped_by_watermark", "sink", "offsets", "latest_offsets", "error")
         out = {k: st.get(k) for k in keep if k in st}
@@ -252,6 +285,7 @@ class SparkEngine:
                     "output_mode": s.output_mode, "shuffle_partitions": s.shuffle_partitions,
                     "driver_memory": s.driver_memory, "spark.ui.enabled": False,
                     "spark.sql.session.timeZone": "UTC", "spark.sql.variant.allowDuplicateKeys": True,
+                    "spark.sql.streaming.statefulOperator.allowMultiple": False,
                 }.items() if str(SPARK_DEFAULTS[k]) != str(v)}
         return out
 
