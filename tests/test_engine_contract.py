@@ -85,7 +85,7 @@ def _scenario_file(tmp: Path, window: str) -> Path:
 def live_run(request: pytest.FixtureRequest, stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
     run_dir = run(RunOptions(_scenario_file(tmp, request.param), results_dir=tmp / "results", engines=ENGINES))
-    return request.param, json.loads((run_dir / "result.json").read_text())
+    return request.param, {**json.loads((run_dir / "result.json").read_text()), "_run_dir": str(run_dir)}
 
 
 def _entry(doc: dict, name: str) -> dict:
@@ -136,3 +136,47 @@ def test_live_leaves_no_engine_process(live_run: tuple[str, dict]) -> None:
     marker = doc["run_id"]
     left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
     assert not left
+
+
+_REAL_RUNS: list[Path] = []
+
+
+@pytest.mark.stack
+def test_live_report_in_chromium_and_compare(live_run: tuple[str, dict], tmp_path: Path) -> None:
+    """The report of a real run (every engine, one load each) renders in headless Chromium with every plot
+    loaded; from the second window type on, `compare` runs on two real runs."""
+    import re
+
+    from harness.report import build_compare, build_report
+    from test_report import CHROMIUM, ROOT, _chromium
+
+    window, doc = live_run
+    run_dir = Path(doc["_run_dir"])
+    html, md = build_report(run_dir)
+    assert md.is_file() and 'id="headline"' in html.read_text()
+    if _REAL_RUNS:
+        chtml, _ = build_compare([_REAL_RUNS[-1], run_dir], tmp_path / "compare")
+        text = chtml.read_text()
+        assert 'id="headline"' in text and doc["run_id"] in text
+    _REAL_RUNS.append(run_dir)
+    if not CHROMIUM.exists():
+        msg = f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium package)"
+        if os.environ.get("CI") or os.environ.get("HARNESS_REQUIRE_CHROMIUM"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    dom = _chromium(html.resolve().as_uri(), tmp_path / "profile", "--dump-dom", "--virtual-time-budget=5000")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body
+    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
+    total = re.search(r'data-images-total="(\d+)"', body.group(0))
+    assert loaded and total and int(total.group(1)) > 0 and loaded.group(1) == total.group(1), body.group(0)
+    assert 'id="headline"' in dom.stdout and 'id="decision"' in dom.stdout
+    shot = tmp_path / "shot.png"
+    res = _chromium(html.resolve().as_uri(), tmp_path / "profile-shot", f"--screenshot={shot}",
+                    "--window-size=1400,3000", "--hide-scrollbars")
+    assert res.returncode == 0 and shot.is_file()
+    (ROOT / "test-output").mkdir(exist_ok=True)
+    import shutil
+
+    shutil.copyfile(shot, ROOT / "test-output" / f"real-run-report-{window}.png")
