@@ -74,3 +74,26 @@ class StatusFileJob:
             except subprocess.TimeoutExpired:
                 pass
         processes.terminate_tree(self.proc.pid, timeout=10)
+
+
+class LocalJobEngine:
+    """Base for engines whose whole pipeline is one local job process (StatusFileJob): the lifecycle half of
+    the Engine Protocol, so an engine class only describes itself and builds its job's config."""
+
+    job: StatusFileJob
+    stop_grace_s: float = 15
+
+    def wait_running(self, timeout_s: float) -> None:
+        self.job.wait_running(timeout_s)
+
+    def alive(self) -> bool:
+        return self.job.alive()
+
+    def pids(self) -> list[int]:
+        return self.job.pids()
+
+    def position(self) -> Position | None:
+        return self.job.position()
+
+    def stop(self) -> None:
+        self.job.stop(grace_s=self.stop_grace_s)

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.engine import Capabilities, EngineContext, EngineSettings, Position
-from harness.engine_process import StatusFileJob
+from harness.engine import Capabilities, EngineContext, EngineSettings
+from harness.engine_process import LocalJobEngine, StatusFileJob
 from harness.scenario import Scenario
 
 
@@ -19,7 +19,7 @@ class BaselineSettings(EngineSettings):
     poll_batch: int = Field(2000, ge=1, le=100_000, description="records per consumer poll")
 
 
-class BaselineEngine:
+class BaselineEngine(LocalJobEngine):
     name = "baseline"
     description = "Plain Python Kafka consumer computing the windows itself: the machine's floor"
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
@@ -57,25 +57,10 @@ class BaselineEngine:
             "status_file": str(ctx.work_dir / "status.json"),
         })
 
-    def wait_running(self, timeout_s: float) -> None:
-        self.job.wait_running(timeout_s)
-
-    def alive(self) -> bool:
-        return self.job.alive()
-
-    def pids(self) -> list[int]:
-        return self.job.pids()
-
-    def position(self) -> Position | None:
-        return self.job.position()
-
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()
         return {k: st[k] for k in ("records_in", "malformed", "late_dropped", "heartbeats", "emitted") if k in st} | (
             {"late_dropped_counts": "events dropped by the baseline because their window had closed"} if st else {})
-
-    def stop(self) -> None:
-        self.job.stop()
 
 
 ENGINE = BaselineEngine

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import Field
 
 from harness.durations import Millis, format_duration
-from harness.engine import Capabilities, EngineContext, EngineSettings, Position
-from harness.engine_process import StatusFileJob
+from harness.engine import Capabilities, EngineContext, EngineSettings
+from harness.engine_process import LocalJobEngine, StatusFileJob
 from harness.scenario import Scenario
 
 
@@ -23,12 +23,13 @@ class BatchSettings(EngineSettings):
                                                     "recomputed; older ones are dropped (0: never recompute)")
 
 
-class BatchEngine:
+class BatchEngine(LocalJobEngine):
     name = "batch"
     description = "Interval-scheduled batch job (pandas), each run its own process; recomputes late windows"
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("interval",),
                                 allowed_lateness=False, emits="final")
     settings_model = BatchSettings
+    stop_grace_s = 60  # a run in progress may finish its transaction
 
     def __init__(self) -> None:
         self.job = StatusFileJob("batch scheduler")
@@ -74,24 +75,9 @@ class BatchEngine:
             "started_ms": time.time_ns() // 1_000_000,
         })
 
-    def wait_running(self, timeout_s: float) -> None:
-        self.job.wait_running(timeout_s)
-
-    def alive(self) -> bool:
-        return self.job.alive()
-
-    def pids(self) -> list[int]:
-        return self.job.pids()
-
-    def position(self) -> Position | None:
-        return self.job.position()
-
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()
         return {k: st[k] for k in ("runs", "failed_runs", "records_in", "malformed", "late_dropped", "emitted") if k in st}
-
-    def stop(self) -> None:
-        self.job.stop(grace_s=60)  # a run in progress may finish its transaction
 
 
 ENGINE = BatchEngine
