@@ -28,5 +28,16 @@ def results_dir() -> Path:
     return _env_path("HARNESS_RESULTS_DIR", PROJECT_ROOT / "results")
 
 
+def package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it (some packages' imports have side
+    effects, and a JVM distribution inside a wheel is all that is needed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
 def pipelines_dir() -> Path:
     return PROJECT_ROOT / "pipelines"

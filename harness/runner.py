@@ -259,6 +259,10 @@ class _Monitor:
         self.rows.append(row)
         return row
 
+    def matching(self, answer: str) -> tuple[int, int]:
+        """(promised windows whose final row holds the promised value, promised windows)."""
+        return tables.count_final_matching(self._conn, self.ctx.load_id, answer)
+
     def close(self) -> None:
         self._consumer.close()
         self._conn.close()
@@ -347,8 +351,7 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
                 deadline_ms = (stats.last_handoff_ms or tb) + (close_horizon_ms(scenario) - scenario.duration) \
                     + engine.max_trigger_interval_ms(plan.settings) + WAIT_GRACE_MS
             if truth is not None:
-                with psycopg.connect(dsn) as conn:
-                    matched, total = tables.count_final_matching(conn, load_id, promised)
+                matched, total = monitor.matching(promised)
                 if matched == total:
                     break
                 if deadline_ms is not None and row["wall_ms"] > deadline_ms:

@@ -145,10 +145,8 @@ _REAL_RUNS: list[Path] = []
 def test_live_report_in_chromium_and_compare(live_run: tuple[str, dict], tmp_path: Path) -> None:
     """The report of a real run (every engine, one load each) renders in headless Chromium with every plot
     loaded; from the second window type on, `compare` runs on two real runs."""
-    import re
-
     from harness.report import build_compare, build_report
-    from test_report import CHROMIUM, ROOT, _chromium
+    from test_report import render_in_chromium, require_chromium
 
     window, doc = live_run
     run_dir = Path(doc["_run_dir"])
@@ -159,24 +157,7 @@ def test_live_report_in_chromium_and_compare(live_run: tuple[str, dict], tmp_pat
         text = chtml.read_text()
         assert 'id="headline"' in text and doc["run_id"] in text
     _REAL_RUNS.append(run_dir)
-    if not CHROMIUM.exists():
-        msg = f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium package)"
-        if os.environ.get("CI") or os.environ.get("HARNESS_REQUIRE_CHROMIUM"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    dom = _chromium(html.resolve().as_uri(), tmp_path / "profile", "--dump-dom", "--virtual-time-budget=5000")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    body = re.search(r"<body[^>]*>", dom.stdout)
-    assert body
-    loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
-    total = re.search(r'data-images-total="(\d+)"', body.group(0))
-    assert loaded and total and int(total.group(1)) > 0 and loaded.group(1) == total.group(1), body.group(0)
-    assert 'id="headline"' in dom.stdout and 'id="decision"' in dom.stdout
-    shot = tmp_path / "shot.png"
-    res = _chromium(html.resolve().as_uri(), tmp_path / "profile-shot", f"--screenshot={shot}",
-                    "--window-size=1400,3000", "--hide-scrollbars")
-    assert res.returncode == 0 and shot.is_file()
-    (ROOT / "test-output").mkdir(exist_ok=True)
-    import shutil
-
-    shutil.copyfile(shot, ROOT / "test-output" / f"real-run-report-{window}.png")
+    require_chromium()
+    loaded, total, dom = render_in_chromium(html, tmp_path, f"real-run-report-{window}.png")
+    assert total > 0 and loaded == total
+    assert 'id="headline"' in dom and 'id="decision"' in dom

@@ -381,29 +381,41 @@ def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+def require_chromium() -> None:
+    """Skip without Chromium locally; fail in CI (or with HARNESS_REQUIRE_CHROMIUM), where setup installs it."""
     if not CHROMIUM.exists():
         msg = f"{CHROMIUM} is missing: run `make setup` (it installs Debian's chromium package)"
         if os.environ.get("CI") or os.environ.get("HARNESS_REQUIRE_CHROMIUM"):
             pytest.fail(msg)
         pytest.skip(msg)
-    run_dir = make_run(tmp_path, "20261125T175857Z-quick-chromium", engines=("baseline", "flink", "spark"),
-                       skip="spark")
-    html_path, _ = build_report(run_dir)
+
+
+def render_in_chromium(html_path: Path, tmp: Path, keep_as: str) -> tuple[int, int, str]:
+    """Open a report headless: (images loaded, images on the page, DOM after scripts ran). A screenshot is
+    kept as test-output/<keep_as>."""
     url = html_path.resolve().as_uri()
-    dom = _chromium(url, tmp_path / "profile-dom", "--dump-dom", "--virtual-time-budget=5000")
+    dom = _chromium(url, tmp / "profile-dom", "--dump-dom", "--virtual-time-budget=5000")
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body, dom.stdout[:500]
     loaded = re.search(r'data-images-loaded="(\d+)"', body.group(0))
     total = re.search(r'data-images-total="(\d+)"', body.group(0))
     assert loaded and total, f"the page's load script did not run: {body.group(0)}"
-    assert int(total.group(1)) == 6 and int(loaded.group(1)) == int(total.group(1)), body.group(0)
-    assert 'id="headline"' in dom.stdout and 'id="decision"' in dom.stdout
-    shot = tmp_path / "shot.png"
-    res = _chromium(url, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1400,3000",
+    shot = tmp / "shot.png"
+    res = _chromium(url, tmp / "profile-shot", f"--screenshot={shot}", "--window-size=1400,3000",
                     "--hide-scrollbars")
     assert res.returncode == 0 and shot.is_file() and shot.stat().st_size > 50_000, res.stderr[-2000:]
     keep = ROOT / "test-output"
     keep.mkdir(exist_ok=True)
-    shutil.copyfile(shot, keep / "report-screenshot.png")
+    shutil.copyfile(shot, keep / keep_as)
+    return int(loaded.group(1)), int(total.group(1)), dom.stdout
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    require_chromium()
+    run_dir = make_run(tmp_path, "20261125T175857Z-quick-chromium", engines=("baseline", "flink", "spark"),
+                       skip="spark")
+    html_path, _ = build_report(run_dir)
+    loaded, total, dom = render_in_chromium(html_path, tmp_path, "report-screenshot.png")
+    assert total == 6 and loaded == total
+    assert 'id="headline"' in dom and 'id="decision"' in dom

@@ -27,6 +27,11 @@ def find_java() -> str:
     return found
 
 
+def java_home() -> str:
+    """$JAVA_HOME, else the installation the java on PATH belongs to (Flink's and Spark's scripts want it)."""
+    return os.environ.get("JAVA_HOME") or str(Path(find_java()).resolve().parent.parent)
+
+
 def java_version(java: str | None = None) -> str:
     try:
         out = subprocess.run([java or find_java(), "-version"], capture_output=True, text=True, timeout=30)

