@@ -14,8 +14,17 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import paths
-from harness.errors import HarnessError
+from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
+
+
+class EngineRefused(HarnessError):
+    """The engine itself refused the query when it was started (an unsupported mode or operator), in its own
+    words. The runner records the engine as skipped with that reason: like cannot_run(), but found out by
+    asking the engine rather than known beforehand."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_FAILED)
 
 
 class EngineSettings(BaseModel):
@@ -81,7 +90,8 @@ class Engine(Protocol):
     def start(self, ctx: EngineContext) -> None: ...
 
     def wait_running(self, timeout_s: float) -> None:
-        """Return once the pipeline reads its topic; raise HarnessError(exit 1) if it failed to start."""
+        """Return once the pipeline reads its topic; raise EngineRefused if the engine refused the query (the
+        run records a skip with the engine's words), HarnessError(exit 1) if it failed to start."""
 
     def alive(self) -> bool: ...
 

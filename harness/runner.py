@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 
 from harness import environment, groundtruth, paths
-from harness.engine import EngineContext, discover, parse_engine_options, validate_settings
+from harness.engine import EngineContext, EngineRefused, discover, parse_engine_options, validate_settings
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import LoadGenerator, SendStats
@@ -299,9 +299,7 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
         "engine": plan.name, "repeat": repeat, "load_id": load_id, "description": engine.description,
         "settings": plan.settings.model_dump(mode="json"), "changed_settings": engine.changed_settings(plan.settings),
         "latency_floor_ms": engine.latency_floor(scenario, plan.settings),
-        "capabilities": {"window_types": sorted(engine.capabilities.window_types),
-                         "triggers": list(engine.capabilities.triggers),
-                         "allowed_lateness": engine.capabilities.allowed_lateness, "emits": engine.capabilities.emits},
+        "capabilities": _capabilities(engine),
     }
     reason = engine.cannot_run(scenario, plan.settings)
     if reason:
@@ -319,6 +317,7 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
     try:
         hooks.message(f"{plan.name}: starting ({engine.description})")
         engine.start(ctx)
+        entry["capabilities"] = _capabilities(engine)  # an engine may narrow them to the settings it started with
         engine.wait_running(START_TIMEOUT_S)
         running_ms = time.time_ns() // 1_000_000
         entry.update(status="running", start_to_running_s=round((running_ms - t_start_ms) / 1000, 3))
@@ -380,6 +379,9 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
     except KeyboardInterrupt:
         entry.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
         raise
+    except EngineRefused as exc:
+        entry.update(status="skipped", reason=exc.message)
+        hooks.message(f"{plan.name}: skipped: {exc.message}")
     except HarnessError as exc:
         entry.update(status="failed", error=exc.message)
         hooks.message(f"{plan.name}: failed: {exc.message}")
@@ -398,6 +400,12 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
         entry["finished_at"] = utc_now()
         results.save()
     return entry
+
+
+def _capabilities(engine: Any) -> dict[str, Any]:
+    caps = engine.capabilities
+    return {"window_types": sorted(caps.window_types), "triggers": list(caps.triggers),
+            "allowed_lateness": caps.allowed_lateness, "emits": caps.emits}
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

@@ -35,13 +35,34 @@ def alive(pid: int | None, marker: str | None = None) -> bool:
         return False
 
 
+def with_children(pids: list[int]) -> list[psutil.Process]:
+    """The processes and all their descendants, as they are now."""
+    out: list[psutil.Process] = []
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            out += [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def terminate_tree(pid: int, timeout: float = 20.0) -> None:
     """SIGTERM the process and its children, then SIGKILL whatever is left after timeout."""
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
+    procs = with_children([pid])
+    if not procs:
         return
-    procs = [root] + root.children(recursive=True)
+    terminate_all(procs, timeout)
+    # Reap our own child if we started it in this process.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def terminate_all(procs: list[psutil.Process], timeout: float = 20.0) -> None:
+    """SIGTERM each process still running (psutil checks it is the same process, not a reused PID), then
+    SIGKILL whatever is left after timeout."""
     for p in procs:
         try:
             p.send_signal(signal.SIGTERM)
@@ -54,11 +75,6 @@ def terminate_tree(pid: int, timeout: float = 20.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(still, timeout=5)
-    # Reap our own child if we started it in this process.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def pids_from_files(pid_dir: Path) -> list[int]:

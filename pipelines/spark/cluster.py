@@ -100,11 +100,13 @@ class StandaloneCluster:
         return processes.pids_from_files(self.pid_dir)
 
     def stop(self) -> None:
+        # spark-daemon.sh stop sends SIGTERM and deletes the PID file without waiting: take the processes (and
+        # the Worker's executors, which an exiting Worker would orphan) first
+        started = processes.with_children(self.pids())
         for cls in (WORKER, MASTER):
             try:
                 subprocess.run(["bash", str(spark_home() / "sbin" / "spark-daemon.sh"), "stop", cls, "1"],
                                env=self._env(), capture_output=True, timeout=60)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        for pid in self.pids():  # whatever the scripts did not stop (and the Worker's executors)
-            processes.terminate_tree(pid, timeout=15)
+        processes.terminate_all(started, timeout=15)  # wait for them; kill whatever did not stop

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness import paths
 from harness.durations import Millis
-from harness.engine import Capabilities, EngineContext, EngineSettings, Position
+from harness.engine import Capabilities, EngineContext, EngineRefused, EngineSettings, Position
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, processes
@@ -29,32 +29,14 @@ SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_i
                   "spark.sql.variant.allowDuplicateKeys": False,
                   "spark.sql.streaming.statefulOperator.allowMultiple": True}
 
-# Spark's own errors for what it cannot run, captured once on pyspark 4.2.0 with this job's query (Kafka source,
-# withWatermark, window aggregation; update output mode and a ForeachWriter for real-time mode, whose docs rule
-# out foreachBatch and append): cannot_run() does not start a JVM just to have Spark say it again.
-REAL_TIME_ERROR_42 = (
-    "[STREAMING_REAL_TIME_MODE.OPERATOR_OR_SINK_NOT_IN_ALLOWLIST] Streaming real-time mode has the following "
-    "limitation: The operator(s): org.apache.spark.sql.execution.aggregate.HashAggregateExec, "
-    "org.apache.spark.sql.execution.exchange.ShuffleExchangeExec, "
-    "org.apache.spark.sql.execution.streaming.operators.stateful.StateStoreRestoreExec, "
-    "org.apache.spark.sql.execution.streaming.operators.stateful.StateStoreSaveExec are not in the operator "
-    "allowlist for Real-Time Mode. To bypass this check, set spark.sql.streaming.realTimeMode.allowlistCheck to "
-    "false. By changing this, you agree to run the query at your own risk. SQLSTATE: 0A000")
-# With foreachBatch Spark first says "'foreachBatch' is not supported with continuous trigger."; with a
-# ForeachWriter it reaches the query itself:
-CONTINUOUS_ERROR = "Continuous processing does not support EventTimeWatermark operations."
-SESSION_UPDATE_ERROR = (
-    "[STREAMING_OUTPUT_MODE.UNSUPPORTED_OPERATION] Invalid streaming output mode: update. This output mode is not "
-    "supported for session window streaming aggregations on streaming DataFrames/DataSets. SQLSTATE: 42KDE")
-
-
 class SparkSettings(EngineSettings):
     master: str = Field("local[2]", description="local[N], `standalone` (a local Master and Worker started for "
                                                 "the run), or a master URL such as spark://host:7077")
     trigger: Literal["processing_time", "real_time", "continuous"] = Field(
-        "processing_time", description="processing_time: micro-batches every trigger_interval; real_time and "
-                                       "continuous are Spark's low-latency modes (both refuse this query, see "
-                                       "cannot_run)")
+        "processing_time", description="processing_time: micro-batches every trigger_interval; real_time "
+                                       "(Spark 4.1+, output_mode update) and continuous are Spark's low-latency "
+                                       "modes: the run asks Spark, and records a skip with Spark's own error "
+                                       "when it refuses the query")
     trigger_interval: Millis = Field(400, description="micro-batch interval (Spark's default is 0: back to back)")
     output_mode: Literal["append", "update"] = Field(
         "append", description="append: each window once, after the watermark passes its end; update: every "
@@ -66,6 +48,8 @@ class SparkSettings(EngineSettings):
     warmup_batches: int = Field(10, ge=0, le=200, description="micro-batches of the same query on warm-up records "
                                 "(a private topic `<topic>-spark-warmup`, deleted after; local files if it cannot "
                                 "be made) before the real query starts, so the JVM is warm when the load begins")
+    query_restarts: int = Field(0, ge=0, le=100, description="restart a failed query from its checkpoint up to "
+                                "N times (Spark runs the batch it had not committed again: a replay)")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
@@ -88,6 +72,18 @@ class SparkSettings(EngineSettings):
         return self
 
 
+def local_cores(master: str) -> int | None:
+    """Cores of a local[N] master (local: 1, local[*]: this machine's), None for a cluster master."""
+    import re
+
+    if master == "local":
+        return 1
+    m = re.fullmatch(r"local\[(\*|[0-9]+)(,[0-9]+)?\]", master)
+    if m is None:
+        return None
+    return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+
+
 def pyspark_version() -> str:
     try:
         from importlib.metadata import version
@@ -105,7 +101,8 @@ class SparkEngine:
     # partial rows; start() then sets an instance-level Capabilities with emits="updates" so the harness's
     # measurement (first-emission latency, no early-emission check) matches what was run.
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}),
-                                triggers=("processing_time",), allowed_lateness=False, emits="final")
+                                triggers=("processing_time", "real_time"), allowed_lateness=False,
+                                emits="final")
     settings_model = SparkSettings
 
     def __init__(self) -> None:
@@ -115,24 +112,22 @@ class SparkEngine:
 
     # -- description -------------------------------------------------------------------------------------
     def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+        """What Spark has no setting for. Modes Spark may refuse (real-time, continuous, session windows in
+        update mode) are not judged here: the run starts the query and Spark says (wait_running)."""
         if scenario.query.allowed_lateness > 0:
             return ("Spark Structured Streaming has no allowed lateness: a window's state is dropped (and, in "
                     "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
                     "only lateness knob. Run with query.allowed_lateness: 0")
-        if settings.trigger == "continuous":
-            return (f"the continuous trigger runs map-like queries only (no watermark, no aggregation); Spark "
-                    f"says: {CONTINUOUS_ERROR}")
         if settings.trigger == "real_time":
-            version = pyspark_version()
-            if version.startswith(("4.1.", "4.2.")):
-                return (f"real-time mode in Spark {version} runs stateless queries only (aggregations are planned "
-                        f"for 4.3), so not this windowed aggregation; Spark says: {REAL_TIME_ERROR_42}")
-            if settings.output_mode != "update":
-                return "real-time mode supports output mode update only; set output_mode: update"
-            if scenario.query.window.type == "session":
-                return "real-time mode does not run session windows"
-        if scenario.query.window.type == "session" and settings.output_mode == "update":
-            return f"session windows do not run in update output mode; Spark says: {SESSION_UPDATE_ERROR}"
+            cores = local_cores(settings.master)
+            need = scenario.topic.partitions + settings.shuffle_partitions
+            if cores is not None and cores < need:
+                # Spark's docs: every Kafka partition and every shuffle partition holds a core for the whole
+                # real-time batch; with fewer the query waits for cores instead of failing.
+                return (f"real-time mode needs a core for each Kafka partition and each shuffle partition "
+                        f"({scenario.topic.partitions} + {settings.shuffle_partitions} = {need}); master "
+                        f"{settings.master} has {cores}. Use topic.partitions: 1 with shuffle_partitions: 1, or "
+                        f"more cores")
         return None
 
     def promised_answer(self, scenario: Scenario, settings: Any) -> str:
@@ -177,6 +172,7 @@ class SparkEngine:
             "driver_memory": s.driver_memory, "executor_memory": s.executor_memory,
             "cores_max": s.worker_cores if s.master == "standalone" else None,
             "log_level": s.log_level, "warmup_batches": s.warmup_batches, "spark_conf": dict(s.spark_conf),
+            "query_restarts": s.query_restarts,
             "jars": [str(j) for j in jvm.jars("spark")],
             "work_dir": str(ctx.work_dir), "checkpoint_dir": str(ctx.work_dir / "checkpoint"),
             "status_file": str(ctx.work_dir / "status.json"),
@@ -198,6 +194,9 @@ class SparkEngine:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             st = self._status()
+            if st.get("refused"):
+                raise EngineRefused(f"Spark {pyspark_version()} refused the query ({self._mode()}); Spark says: "
+                                    f"{st['refused']}")
             if st.get("error"):
                 raise HarnessError(f"the Spark query failed to start: {st['error']}", exit_code=EXIT_FAILED)
             if not self.alive():
@@ -208,6 +207,12 @@ class SparkEngine:
             time.sleep(0.25)
         raise HarnessError(f"the Spark query had not completed a batch after {timeout_s:.0f} s; see "
                            f"{self.ctx.work_dir / 'job.log'}", exit_code=EXIT_FAILED)
+
+    def _mode(self) -> str:
+        assert self.ctx is not None
+        s: SparkSettings = self.ctx.settings
+        return (f"trigger {s.trigger}, output mode {s.output_mode}, {self.ctx.scenario.query.window.type} "
+                f"windows")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -268,7 +273,8 @@ class SparkEngine:
             return {}
         keep = ("batches", "records_in", "records_by_offsets", "warmup", "batch_ms", "duration_ms", "input_rows_per_second",
                 "processed_rows_per_second", "state_operators", "max_state_rows", "watermark", "watermark_ms",
-                "num_rows_dropped_by_watermark", "sink", "offsets", "latest_offsets", "error")
+                "num_rows_dropped_by_watermark", "sink", "offsets", "latest_offsets", "master", "executors",
+                "restarts", "error")
         out = {k: st.get(k) for k in keep if k in st}
         out["notes"] = {
             "num_rows_dropped_by_watermark": "Spark's own late-row counter: rows dropped by the stateful "

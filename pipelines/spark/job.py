@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -57,6 +58,11 @@ HEARTBEAT_KEY = "__heartbeat__"
 ENGINE = "spark"
 MALFORMED_METRIC = "malformed"
 NONCE = uuid.uuid4().hex  # see parse()
+FAULT_ENV = "HARNESS_SPARK_FAIL_AFTER_WRITE"
+# Spark's error classes for a query it will not run as asked (an unsupported mode, operator or sink), as opposed
+# to a query that started and then failed.
+REFUSAL_CLASSES = ("STREAMING_REAL_TIME_MODE", "STREAMING_OUTPUT_MODE", "UNSUPPORTED_", "NOT_SUPPORTED",
+                   "IDENTICAL_SOURCES_IN_UNION_NOT_SUPPORTED", "OUTPUT_MODE_NOT_SUPPORTED")
 
 RULE_FIELDS = {"event_id": "BIGINT", "value": "BIGINT", "event_time": "BIGINT", "key": "STRING"}
 
@@ -224,6 +230,10 @@ class Sink:
         self.malformed_written = 0
         self.heartbeat_rows = 0
         self.last_ms: dict[str, Any] = {}
+        self.batches_with_rows = 0
+        # Fault point for tests: fail the query after the Nth micro-batch that wrote window rows.
+        self.fail_after_write = 0 if dry_run else int(os.environ.get(FAULT_ENV) or 0)
+        self.fault_fired = False
 
     def conn(self) -> Any:
         import psycopg
@@ -262,10 +272,18 @@ class Sink:
         t0 = time.perf_counter()
         rows = [tuple(r) for r in df.collect()]
         t1 = time.perf_counter()
+        written = self.rows_written
         self.write_results(rows)
         t2 = time.perf_counter()
         self.last_ms = {"batch_id": batch_id, "rows": len(rows), "collect_ms": round((t1 - t0) * 1000, 1),
                         "write_ms": round((t2 - t1) * 1000, 1)}
+        if self.rows_written > written:
+            self.batches_with_rows += 1
+            if self.fail_after_write and self.batches_with_rows == self.fail_after_write and not self.fault_fired:
+                # The batch's rows are committed to PostgreSQL, Spark's commit log does not have the batch yet:
+                # a restarted query runs this batch again from its offset log (a replay).
+                self.fault_fired = True
+                raise RuntimeError(f"{FAULT_ENV}: failing micro-batch {batch_id} after its rows were written")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -350,6 +368,11 @@ class Progress:
         self.last: dict[str, Any] = {}
         self.error: str | None = None
         self.warmup: dict[str, Any] = {}
+        self.refused: str | None = None        # Spark's own words when it would not run the query as asked
+        self.restarts: list[dict[str, Any]] = []
+        self.query_batches = 0                 # completed batches of the current query (since its last start)
+        self.master: str | None = None
+        self.executors: list[str] = []
 
     def write(self, running: bool = True) -> None:
         with self.lock:
@@ -380,6 +403,9 @@ class Progress:
                 "sink": {"rows_written": self.sink.rows_written, "malformed_written": self.sink.malformed_written,
                          "heartbeat_rows_dropped": self.sink.heartbeat_rows},
                 "warmup": self.warmup,
+                "master": self.master, "executors": self.executors,
+                "restarts": self.restarts,
+                "refused": self.refused,
                 "error": self.error,
             }
         write_atomic(self.path, doc)
@@ -387,6 +413,7 @@ class Progress:
     def on_progress(self, p: dict[str, Any]) -> None:
         with self.lock:
             self.batches += 1
+            self.query_batches += 1
             self.records_in += int(p.get("numInputRows") or 0)
             for src in p.get("sources", []):
                 start = kafka_offsets(src.get("startOffset"), self.topic)
@@ -611,11 +638,40 @@ def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> list[Any]:
     raise ValueError(f"trigger: expected processing_time, real_time or continuous, got {kind!r}")
 
 
+def refusal(exc: BaseException) -> str | None:
+    """Spark's message when the exception says it will not run this query (analysis or an unsupported mode,
+    operator or sink), else None (a query that ran and failed)."""
+    text = error_text(exc)
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    if kinds & {"AnalysisException", "UnsupportedOperationException"} or any(
+            text.lstrip("[").startswith(c) or f"[{c}" in text for c in REFUSAL_CLASSES):
+        return text
+    return None
+
+
+def executor_addresses(spark: Any) -> list[str]:
+    """host:port of every executor the driver knows (the driver itself included, as Spark lists it)."""
+    infos = spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos()
+    return sorted(f"{i.host()}:{i.port()}" for i in infos)
+
+
 def error_text(exc: BaseException) -> str:
-    """Spark's own message: the first line of a captured exception (its desc), else the last 'Caused by:'."""
+    """Spark's own message: the first line of a captured exception (its desc), else the last 'Caused by:'. A
+    failed query's exception ([STREAM_FAILED] Query [...] terminated with exception: <cause>, then the query's
+    plan) is reduced to the cause."""
     desc = getattr(exc, "desc", None) or getattr(exc, "_desc", None)
     if desc:
-        return str(desc).strip()
+        lines = [ln.strip() for ln in str(desc).strip().splitlines()]
+        first = lines[0]
+        marker = "terminated with exception: "
+        if first.startswith("[STREAM_FAILED]") and marker in first:
+            first = first.split(marker, 1)[1].removesuffix(" SQLSTATE: XXKST").strip()
+        if first.endswith("Traceback (most recent call last):"):
+            # an error in the Python sink: the traceback's last line says what it was
+            raised = [ln for ln in lines[1:] if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:", ln)]
+            first = first.removesuffix("Traceback (most recent call last):").strip() + (
+                f" {raised[0]}" if raised else "")
+        return first
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     causes = [ln for ln in lines if ln.startswith("Caused by:")]
     return causes[-1] if causes else (lines[0] if lines else repr(exc))
@@ -647,15 +703,25 @@ def run(cfg: dict[str, Any]) -> int:
         queries = start_query(spark, cfg, sink)
     except Exception as exc:
         progress.error = error_text(exc)
+        progress.refused = refusal(exc)
         progress.write(running=False)
         log(f"the query did not start: {exc}")
         spark.stop()
         return 1
     query_id.append(str(queries[0].id))  # the status follows the (window) query
+    progress.master = spark.sparkContext.master
     log(f"query {queries[0].id} started ({cfg.get('master')}, trigger {cfg.get('trigger')}, "
         f"output mode {cfg.get('output_mode', 'append')})")
+    restarts_left = int(cfg.get("query_restarts") or 0)
     code = 0
+    next_executor_poll = 0.0
     while not stop.is_set() and code == 0:
+        if time.monotonic() >= next_executor_poll:
+            try:
+                progress.executors = executor_addresses(spark)
+            except Exception as exc:
+                log(f"executor list: {exc}")
+            next_executor_poll = time.monotonic() + 5
         for query in queries:
             try:
                 if query.awaitTermination(0.5 / len(queries)):
@@ -665,7 +731,24 @@ def run(cfg: dict[str, Any]) -> int:
                     log(f"query {query.name} ended")
                     stop.set()
             except Exception as exc:  # awaitTermination raises the query's exception
-                progress.error = error_text(exc)
+                text = error_text(exc)
+                refused = refusal(exc) if progress.query_batches == 0 and not progress.restarts else None
+                if refused is None and restarts_left > 0 and not stop.is_set():
+                    restarts_left -= 1
+                    log(f"query failed, restarting it from its checkpoint ({restarts_left} restarts left): {text}")
+                    for q in queries:
+                        if q.isActive:
+                            q.stop()
+                    with progress.lock:
+                        progress.restarts.append({"at_ms": int(time.time() * 1000), "error": text,
+                                                  "after_batches": progress.query_batches})
+                        progress.query_batches = 0
+                    queries = start_query(spark, cfg, sink)
+                    query_id[0] = str(queries[0].id)  # the same id: Spark keeps it in the checkpoint
+                    progress.write()
+                    break
+                progress.error = text
+                progress.refused = refused  # refused when its first batch was planned: it never ran
                 log(f"query failed: {exc}")
                 code = 1
                 break
