@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
@@ -38,11 +40,21 @@ DsnOpt = typer.Option(None, "--postgres-dsn", envvar="HARNESS_POSTGRES_DSN",
                       help="Use this PostgreSQL (postgresql://user:pass@host:port/db) instead of the embedded one.")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, `kill`): handled like Ctrl-C, so measurements are kept and engines stopped."""
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
 def user_errors(fn: F) -> F:
-    """Turn HarnessError into a red message and its exit code; Ctrl-C into exit 130."""
+    """Turn HarnessError into a red message and its exit code; Ctrl-C into exit 130, SIGTERM into 143."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return fn(*args, **kwargs)
         except HarnessError as exc:
@@ -50,6 +62,9 @@ def user_errors(fn: F) -> F:
             if exc.hint:
                 err.print(f"  [yellow]hint:[/] {exc.hint}", highlight=False)
             raise typer.Exit(exc.exit_code)
+        except Terminated:
+            err.print("[yellow]terminated (SIGTERM)[/]")
+            raise typer.Exit(143)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(130)

@@ -377,7 +377,7 @@ def run_engine(plan: EnginePlan, scenario: Scenario, bootstrap: str, dsn: str, *
         entry["status"] = status
         hooks.message(f"{plan.name}: {status}; {matched}/{total} windows hold their promised value")
     except KeyboardInterrupt:
-        entry.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
+        entry.update(status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
         raise
     except EngineRefused as exc:
         entry.update(status="skipped", reason=exc.message)
@@ -503,7 +503,7 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
         if failed:
             error = "; ".join(f"{e['engine']}#{e['repeat']}: {e.get('error')}" for e in failed)
     except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user (Ctrl-C); what was measured is kept"
+        status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM); what was measured is kept"
         raise
     except HarnessError as exc:
         error = exc.message

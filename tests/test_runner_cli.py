@@ -1,5 +1,5 @@
 """The runner through the CLI: bad engine input exits 2 before anything starts; skips carry a reason;
-Ctrl-C keeps what was measured and leaves no process."""
+Ctrl-C or SIGTERM keeps what was measured and leaves no process."""
 
 from __future__ import annotations
 
@@ -50,11 +50,16 @@ def test_engine_that_cannot_run_is_skipped_with_reason(stack_dir: Path, tmp_path
     assert "allowed lateness" in doc["engines"][0]["reason"] and "allowed lateness" in doc["engines"][1]["reason"]
 
 
-def test_ctrl_c_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_interrupt_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp_path: Path, sig: int,
+                                                            code: int) -> None:
     scen = _file(tmp_path, name="interrupted", duration="60s")
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scen), "--engines", "baseline",
                              "--results-dir", str(tmp_path / "r")], cwd=ROOT, env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell without job control starts background jobs with SIGINT ignored, and
+                            # Python then installs no KeyboardInterrupt handler: give the CLI a terminal's Ctrl-C
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     result = None
     while time.monotonic() < deadline:  # wait until the engine runs and the load is under way
@@ -66,9 +71,9 @@ def test_ctrl_c_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp_pa
                 break
         time.sleep(0.5)
     time.sleep(4)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert result is not None
     doc = json.loads(result.read_text())
     assert doc["status"] == "interrupted"

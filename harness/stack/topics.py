@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -18,6 +20,18 @@ def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 30
     except KafkaException as exc:
         raise HarnessError(f"could not create topic {name} with {partitions} partitions on {bootstrap}: {exc}",
                            exit_code=1) from exc
+    # CreateTopics returns when the controller has the topic; a client asking a broker right after may still be
+    # told "unknown partition" (seen on a loaded machine). Return once the metadata shows every partition led.
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic=name, timeout=max(1.0, deadline - time.monotonic())).topics.get(name)
+        if meta is not None and meta.error is None and len(meta.partitions) == partitions and all(
+                p.leader >= 0 for p in meta.partitions.values()):
+            return
+        if time.monotonic() > deadline:
+            raise HarnessError(f"topic {name} was created on {bootstrap} but its {partitions} partitions had no "
+                               f"leader after {timeout:.0f} s", exit_code=1)
+        time.sleep(0.1)
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
