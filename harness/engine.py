@@ -81,6 +81,11 @@ class Engine(Protocol):
     def max_trigger_interval_ms(self, settings: Any) -> int:
         """Longest interval between the engine's emissions (0 for continuous engines): late data must clear it."""
 
+    def late_margin_ms(self, settings: Any) -> int:
+        """How long after the watermark passes a window's end the engine may still add events to it (0 for an
+        engine that judges each event against the current watermark): the scenario's late delay must clear it,
+        or "late" events would count in some engines and not in others."""
+
     def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
         """Settings (name -> ms) that put a floor under this engine's latency."""
 

@@ -113,7 +113,7 @@ def plan_engines(scenario: Scenario, source: str, requested: list[str] | None, o
     for n in dict.fromkeys(names):
         raw = {**scenario.engines.get(n, {}), **overrides.get(n, {})}
         settings = validate_settings(found[n], raw, source)
-        margin = found[n]().max_trigger_interval_ms(settings)
+        margin = found[n]().late_margin_ms(settings)
         try:
             scenario.check_late_delay(margin, n)
         except ValueError as exc:

@@ -228,10 +228,12 @@ class Scenario(Strict):
             + LATE_MARGIN_MS + engine_margin_ms
 
     def check_late_delay(self, engine_margin_ms: int, who: str = "") -> None:
-        """Late events must be late for every engine; micro-batch engines add their trigger interval."""
+        """Late events must be late for every engine; engines that judge lateness once per batch or interval add
+        their late margin (Engine.late_margin_ms)."""
         need = self.min_late_delay(engine_margin_ms)
         if self.load.late.fraction > 0 and self.load.late.delay < need:
-            extra = f" + {who}'s longest trigger interval ({format_duration(engine_margin_ms)})" if engine_margin_ms else ""
+            extra = (f" + {who}'s late margin ({format_duration(engine_margin_ms)}: how long after the watermark "
+                     f"passes a window it may still add events to it)") if engine_margin_ms else ""
             raise ValueError(
                 f"load.late.delay ({format_duration(self.load.late.delay)}) is too short: late events must arrive "
                 f"after their window closed in every engine, so it must be at least window size/gap + "

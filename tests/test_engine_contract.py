@@ -43,7 +43,7 @@ def test_protocol_and_settings(name: str) -> None:
     assert isinstance(engine, Engine) and cls.name == name and cls.description
     defaults = validate_settings(cls, {}, "s.yaml")
     assert engine.changed_settings(defaults) == {}
-    assert engine.max_trigger_interval_ms(defaults) >= 0
+    assert engine.max_trigger_interval_ms(defaults) >= 0 and engine.late_margin_ms(defaults) >= 0
     floor = engine.latency_floor(parse_scenario(scenario_dict()), defaults)
     assert floor and all(isinstance(v, int) for v in floor.values())
     with pytest.raises(HarnessError) as exc:

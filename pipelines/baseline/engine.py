@@ -40,6 +40,9 @@ class BaselineEngine(LocalJobEngine):
     def max_trigger_interval_ms(self, settings: Any) -> int:
         return 0
 
+    def late_margin_ms(self, settings: Any) -> int:
+        return 0
+
     def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
         return {"watermark_delay_ms": scenario.query.watermark_delay,
                 "heartbeat_interval_ms": scenario.load.heartbeat_interval}

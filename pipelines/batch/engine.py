@@ -58,6 +58,9 @@ class BatchEngine(LocalJobEngine):
     def max_trigger_interval_ms(self, settings: Any) -> int:
         return settings.interval
 
+    def late_margin_ms(self, settings: Any) -> int:
+        return settings.interval  # a run judges what arrived since the last one against its own clock
+
     def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
         return {"interval_ms": settings.interval, "grace_ms": self._grace(scenario, settings)}
 
