@@ -153,3 +153,21 @@ def test_real_time_mode_needs_a_core_per_partition() -> None:
     ok = validate_settings(SparkEngine, {"trigger": "real_time", "output_mode": "update", "trigger_interval": "5s",
                                          "master": "local[2]", "shuffle_partitions": 1}, "s.yaml")
     assert SparkEngine().cannot_run(one, ok) is None
+
+
+def test_late_delay_must_clear_a_spark_batch_cycle(tmp_path: Path) -> None:
+    """Window 1 s + watermark 0.5 s + heartbeat 0.1 s + 1 s margin = 2.6 s; Spark adds one batch cycle (>= 2 s)."""
+    from harness.errors import HarnessError
+    from harness.runner import plan_engines
+
+    def scenario(delay: str) -> Any:
+        return parse_scenario(scenario_dict(load={"rate": 100, "keys": 10, "heartbeat_interval": "100ms",
+                                                  "late": {"fraction": 0.05, "delay": delay}}))
+
+    assert [p.name for p in plan_engines(scenario("3s"), "s.yaml", ["flink"], [])] == ["flink"]
+    with pytest.raises(HarnessError) as exc:
+        plan_engines(scenario("3s"), "s.yaml", ["spark"], [])
+    assert "spark's late margin (2s" in exc.value.message and "4600ms" in exc.value.message
+    assert plan_engines(scenario("4600ms"), "s.yaml", ["spark"], [])
+    with pytest.raises(HarnessError):  # a longer trigger interval is a longer cycle
+        plan_engines(scenario("4600ms"), "s.yaml", ["spark"], ["spark.trigger_interval=3s"])
