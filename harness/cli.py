@@ -177,7 +177,8 @@ def scenario_validate(files: list[Path] = typer.Argument(..., help="Scenario YAM
 def run_cmd(
     scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/quick.yaml."),
     engines: Optional[str] = typer.Option(None, help="Comma-separated engines to run (default: the scenario's "
-                                          "engines section; none: a load-only pass). `harness engines` lists them."),
+                                          "engines section; --engines \"\" or a scenario without engines: a load-only pass). "
+                                          "`harness engines` lists them."),
     engine_option: list[str] = typer.Option([], "--engine-option", "-o",
                                             help="NAME.KEY=VALUE, overrides engines.NAME.KEY of the scenario "
                                                  "(repeatable), e.g. -o flink.parallelism=2."),
