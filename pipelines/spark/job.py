@@ -743,10 +743,14 @@ def run(cfg: dict[str, Any]) -> int:
                         progress.restarts.append({"at_ms": int(time.time() * 1000), "error": text,
                                                   "after_batches": progress.query_batches})
                         progress.query_batches = 0
-                    queries = start_query(spark, cfg, sink)
-                    query_id[0] = str(queries[0].id)  # the same id: Spark keeps it in the checkpoint
-                    progress.write()
-                    break
+                    try:
+                        queries = start_query(spark, cfg, sink)
+                    except Exception as again:
+                        text = f"{text}; the restart failed: {error_text(again)}"
+                    else:
+                        query_id[0] = str(queries[0].id)  # the same id: Spark keeps it in the checkpoint
+                        progress.write()
+                        break
                 progress.error = text
                 progress.refused = refused  # refused when its first batch was planned: it never ran
                 log(f"query failed: {exc}")
