@@ -233,7 +233,6 @@ class Sink:
         self.batches_with_rows = 0
         # Fault point for tests: fail the query after the Nth micro-batch that wrote window rows.
         self.fail_after_write = 0 if dry_run else int(os.environ.get(FAULT_ENV) or 0)
-        self.fault_fired = False
 
     def conn(self) -> Any:
         import psycopg
@@ -279,10 +278,10 @@ class Sink:
                         "write_ms": round((t2 - t1) * 1000, 1)}
         if self.rows_written > written:
             self.batches_with_rows += 1
-            if self.fail_after_write and self.batches_with_rows == self.fail_after_write and not self.fault_fired:
-                # The batch's rows are committed to PostgreSQL, Spark's commit log does not have the batch yet:
-                # a restarted query runs this batch again from its offset log (a replay).
-                self.fault_fired = True
+            # Fires once: the count only grows (the replayed batch counts again, as N + 1). The batch's rows are
+            # committed to PostgreSQL, Spark's commit log does not have the batch yet: a restarted query runs
+            # this batch again from its offset log (a replay).
+            if self.fail_after_write and self.batches_with_rows == self.fail_after_write:
                 raise RuntimeError(f"{FAULT_ENV}: failing micro-batch {batch_id} after its rows were written")
 
     def close(self) -> None:
