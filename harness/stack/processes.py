@@ -35,6 +35,13 @@ def alive(pid: int | None, marker: str | None = None) -> bool:
         return False
 
 
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def with_children(pids: list[int]) -> list[psutil.Process]:
     """The processes and all their descendants, as they are now."""
     out: list[psutil.Process] = []
@@ -62,7 +69,8 @@ def terminate_tree(pid: int, timeout: float = 20.0) -> None:
 
 def terminate_all(procs: list[psutil.Process], timeout: float = 20.0) -> None:
     """SIGTERM each process still running (psutil checks it is the same process, not a reused PID), then
-    SIGKILL whatever is left after timeout."""
+    SIGKILL whatever is left after timeout. A zombie has already exited: nothing to signal or wait for."""
+    procs = [p for p in procs if _running(p)]
     for p in procs:
         try:
             p.send_signal(signal.SIGTERM)

@@ -14,7 +14,6 @@ import urllib.parse
 import urllib.request
 from typing import Any, Literal
 
-import psutil
 
 from pydantic import Field, model_validator
 
@@ -235,19 +234,14 @@ class FlinkEngine:
 
     def stop(self) -> None:
         if self.proc is not None:
-            try:
-                tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                tree = []
+            tree = processes.with_children([self.proc.pid])
             if self.proc.poll() is None:
                 self.proc.terminate()  # job.py cancels a remote job on SIGTERM; a mini-cluster dies with it
                 try:
                     self.proc.wait(30)
                 except subprocess.TimeoutExpired:
                     pass
-            for p in tree:  # the gateway JVM, if it outlived its parent
-                if p.is_running():
-                    processes.terminate_tree(p.pid, timeout=10)
+            processes.terminate_all(tree, timeout=10)  # the gateway JVM, if it outlived its parent
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
             except (ProcessLookupError, PermissionError):

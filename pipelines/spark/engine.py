@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from typing import Any, Literal
 
-import psutil
 from pydantic import Field, field_validator, model_validator
 
 from harness import paths
@@ -31,6 +31,10 @@ SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_i
 
 # The longest micro-batch seen here (1.7 s, 2 cores, other engines running) with some room: see late_margin_ms.
 BATCH_ALLOWANCE_MS = 2000
+
+
+# local, local[N], local[*] and local[N,F] (F: task retries): the masters that run in the driver's JVM.
+LOCAL_MASTER = re.compile(r"local(\[(\*|[0-9]+)(,[0-9]+)?\])?")
 
 
 class SparkSettings(EngineSettings):
@@ -60,9 +64,7 @@ class SparkSettings(EngineSettings):
     @field_validator("master")
     @classmethod
     def _master(cls, v: str) -> str:
-        import re
-
-        if v == "standalone" or re.fullmatch(r"local(\[(\*|[0-9]+)(,[0-9]+)?\])?", v) or re.match(
+        if v == "standalone" or LOCAL_MASTER.fullmatch(v) or re.match(
                 r"^(spark|yarn|k8s|mesos)(://.+)?$", v):
             return v
         raise ValueError(f"expected local[N], standalone or a master URL (spark://host:port), got {v!r}")
@@ -78,14 +80,12 @@ class SparkSettings(EngineSettings):
 
 def local_cores(master: str) -> int | None:
     """Cores of a local[N] master (local: 1, local[*]: this machine's), None for a cluster master."""
-    import re
-
-    if master == "local":
-        return 1
-    m = re.fullmatch(r"local\[(\*|[0-9]+)(,[0-9]+)?\]", master)
+    m = LOCAL_MASTER.fullmatch(master)
     if m is None:
         return None
-    return (os.cpu_count() or 1) if m.group(1) == "*" else int(m.group(1))
+    if m.group(2) is None:  # plain `local`
+        return 1
+    return (os.cpu_count() or 1) if m.group(2) == "*" else int(m.group(2))
 
 
 def pyspark_version() -> str:
@@ -307,22 +307,14 @@ class SparkEngine:
 
     def stop(self) -> None:
         if self.proc is not None:
-            try:
-                tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                tree = []
+            tree = processes.with_children([self.proc.pid])
             if self.proc.poll() is None:
                 self.proc.terminate()  # job.py stops the query and the SparkContext on SIGTERM
                 try:
                     self.proc.wait(30)
                 except subprocess.TimeoutExpired:
                     pass
-            for p in tree:  # the driver JVM, if it outlived its parent
-                try:
-                    if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                        processes.terminate_tree(p.pid, timeout=10)
-                except psutil.NoSuchProcess:
-                    pass
+            processes.terminate_all(tree, timeout=10)  # the driver JVM, if it outlived its parent
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
             except (ProcessLookupError, PermissionError):
