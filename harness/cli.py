@@ -160,6 +160,7 @@ def _print_status(stack: Any, bootstrap: str | None, dsn: str | None) -> None:
 def scenario_validate(files: list[Path] = typer.Argument(..., help="Scenario YAML files.")) -> None:
     """Check scenario files; print what each will send. Exit 2 naming the first bad field."""
     from harness.durations import format_duration
+    from harness.loadgen.schedule import Schedule
     from harness.scenario import load_scenario
 
     for f in files:
@@ -167,7 +168,7 @@ def scenario_validate(files: list[Path] = typer.Argument(..., help="Scenario YAM
         w = s.query.window
         shape = w.type + "".join(f" {k}={format_duration(getattr(w, k))}" for k in ("size", "slide", "gap")
                                  if getattr(w, k) is not None)
-        out.print(f"[green]ok[/] {f}: {s.name}: {s.total_events} events over {format_duration(s.duration)} "
+        out.print(f"[green]ok[/] {f}: {s.name}: {Schedule.for_scenario(s).count} events over {format_duration(s.duration)} "
                   f"({s.load.shape.type} {s.load.rate:g}/s), {shape} windows, "
                   f"engines: {', '.join(s.engines) or 'none'}", highlight=False)
 
@@ -195,7 +196,7 @@ def run_cmd(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from harness.runner import RunHooks, RunOptions, run
+    from harness.run import RunHooks, RunOptions, run
 
     names = [e.strip() for e in engines.split(",") if e.strip()] if engines is not None else None
     bars: dict[str, Any] = {}
@@ -253,7 +254,7 @@ def _write_report(run_dir: Path) -> None:
 @user_errors
 def engines_cmd() -> None:
     """List the discovered engines (pipelines/<name>/engine.py) and what each can do."""
-    from harness.engine import discover
+    from harness.engines.discovery import discover
 
     table = Table(title="engines")
     for col in ("name", "windows", "triggers", "allowed lateness", "emits", "settings", "description"):

@@ -50,7 +50,8 @@ def commit() -> dict[str, object]:
     return {"sha": sha or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if sha else None}
 
 
-def versions(postgres_dsn: str | None = None) -> dict[str, object]:
+def versions(postgres_dsn: str | None = None, engines: list[type] | None = None) -> dict[str, object]:
+    """The harness's own versions, then each engine's (its versions(): libraries and connectors), by name."""
     import confluent_kafka
 
     pg = None
@@ -67,15 +68,17 @@ def versions(postgres_dsn: str | None = None) -> dict[str, object]:
         "python": platform.python_version(),
         "java": jvm.java_version(),
         "kafka_jars": jvm.jar_version("kafka", "kafka_2.13"),
-        "apache_flink": _pkg("apache-flink"),
-        "flink_kafka_connector": jvm.jar_version("flink", "flink-sql-connector-kafka"),
-        "flink_jdbc_connector": jvm.jar_version("flink", "flink-connector-jdbc-core"),
-        "pyspark": _pkg("pyspark"),
-        "spark_kafka_connector": jvm.jar_version("spark", "spark-sql-kafka-0-10_2.13"),
         "postgresql_server": pg,
-        "postgresql_jdbc": jvm.jar_version("flink", "postgresql"),
         "confluent_kafka": confluent_kafka.version()[0],
         "librdkafka": confluent_kafka.libversion()[0],
         "pandas": _pkg("pandas"),
         "commit": commit(),
+        **{cls.name: _engine_versions(cls) for cls in dict.fromkeys(engines or [])},
     }
+
+
+def _engine_versions(cls: type) -> dict[str, object]:
+    try:
+        return dict(cls().versions())
+    except Exception as exc:  # a version string is metadata; never fail a run for it
+        return {"error": f"{type(exc).__name__}: {exc}"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import windows
+from harness import window_assignment as windows
 from harness.loadgen.events import KIND_MALFORMED_FIRST, KIND_NAMES, KIND_NORMAL, KIND_OUT_OF_ORDER, EventModel, key_name
 from harness.scenario import Scenario
 

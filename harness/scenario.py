@@ -229,7 +229,7 @@ class Scenario(Strict):
 
     def check_late_delay(self, engine_margin_ms: int, who: str = "") -> None:
         """Late events must be late for every engine; engines that judge lateness once per batch or interval add
-        their late margin (Engine.late_margin_ms)."""
+        their late margin (Plan.late_margin_ms)."""
         need = self.min_late_delay(engine_margin_ms)
         if self.load.late.fraction > 0 and self.load.late.delay < need:
             extra = (f" + {who}'s late margin ({format_duration(engine_margin_ms)}: how long after the watermark "
@@ -239,12 +239,6 @@ class Scenario(Strict):
                 f"after their window closed in every engine, so it must be at least window size/gap + "
                 f"watermark_delay + allowed_lateness + heartbeat_interval + {format_duration(LATE_MARGIN_MS)} margin"
                 f"{extra} = {format_duration(need)}")
-
-    @property
-    def total_events(self) -> int:
-        from harness.loadgen.schedule import Schedule
-
-        return Schedule.for_scenario(self).count
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, current_svc, scenario_dict
-from harness.runner import RunHooks, RunOptions, run, run_load
+from harness.run import RunHooks, RunOptions, run, run_load
 from harness.scenario import parse_scenario
 from harness.stack import topics
-from harness.storage import tables
+from harness.storage import sink_tables as tables
 
 pytestmark = pytest.mark.stack
 

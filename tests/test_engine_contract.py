@@ -15,9 +15,11 @@ import psutil
 import pytest
 
 from conftest import scenario_dict
-from harness.engine import Engine, discover, validate_settings
+from harness.engines.discovery import discover, validate_settings
+from harness.engines.discovery import changed_settings
+from harness.engines.protocol import Engine, Plan, Skip
 from harness.errors import HarnessError
-from harness.runner import RunOptions, run
+from harness.run import RunOptions, run
 from harness.scenario import parse_scenario
 
 import os
@@ -40,12 +42,18 @@ def test_engines_are_discovered() -> None:
 def test_protocol_and_settings(name: str) -> None:
     cls = discover()[name]
     engine = cls()
-    assert isinstance(engine, Engine) and cls.name == name and cls.description
+    assert isinstance(engine, Engine) and cls.name == name and cls.description and cls.display_name
+    assert cls.role in ("floor", "option")
     defaults = validate_settings(cls, {}, "s.yaml")
-    assert engine.changed_settings(defaults) == {}
-    assert engine.max_trigger_interval_ms(defaults) >= 0 and engine.late_margin_ms(defaults) >= 0
-    floor = engine.latency_floor(parse_scenario(scenario_dict()), defaults)
-    assert floor and all(isinstance(v, int) for v in floor.values())
+    assert changed_settings(defaults) == {}
+    plan = engine.plan(parse_scenario(scenario_dict()), defaults)
+    assert isinstance(plan, Plan), plan
+    assert plan.max_trigger_interval_ms >= 0 and plan.late_margin_ms >= 0
+    assert plan.promised_answer in ("on_time", "complete")
+    assert plan.latency_floor_ms and all(isinstance(v, int) for v in plan.latency_floor_ms.values())
+    with pytest.raises(TypeError):
+        plan.latency_floor_ms["x"] = 1  # type: ignore[index]  # the plan is frozen
+    validate_settings(cls, cls.test_settings, "s.yaml")
     with pytest.raises(HarnessError) as exc:
         validate_settings(cls, {"no_such_setting": 1}, "s.yaml")
     assert f"engines.{name}.no_such_setting" in exc.value.message and exc.value.exit_code == 2
@@ -53,14 +61,14 @@ def test_protocol_and_settings(name: str) -> None:
 
 @pytest.mark.parametrize("name", ENGINES)
 @pytest.mark.parametrize("window", sorted(WINDOWS))
-def test_capabilities_match_cannot_run(name: str, window: str) -> None:
+def test_capabilities_match_plan(name: str, window: str) -> None:
     cls = discover()[name]
     s = parse_scenario(scenario_dict(query={"window": WINDOWS[window], "watermark_delay": "500ms"}))
-    reason = cls().cannot_run(s, validate_settings(cls, {}, "s.yaml"))
+    plan = cls().plan(s, validate_settings(cls, {}, "s.yaml"))
     if window in cls.capabilities.window_types:
-        assert reason is None
+        assert isinstance(plan, Plan)
     else:
-        assert isinstance(reason, str) and reason
+        assert isinstance(plan, Skip) and plan.reason
 
 
 def _scenario_file(tmp: Path, window: str) -> Path:
@@ -72,8 +80,8 @@ def _scenario_file(tmp: Path, window: str) -> Path:
         load.update(keys=400, rate=200)
     else:
         load["late"] = {"fraction": 0.03, "delay": "6s"}
-    # Interval engines get a short interval: the defaults (an hourly batch job) suit benchmarks, not tests.
-    engines = {"batch": {"interval": "2s"}}
+    # Each engine's own test settings (e.g. an interval engine's short interval), from its folder.
+    engines = {n: dict(discover()[n].test_settings) for n in ENGINES if discover()[n].test_settings}
     d = scenario_dict(name=f"contract-{window}", duration="8s", load=load, engines=engines,
                       query={"window": WINDOWS[window], "watermark_delay": "500ms"})
     p = tmp / f"{window}.yaml"
@@ -121,7 +129,9 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str) -> None:
             assert w["late_events_dropped"] == 0
     assert w["event_to_result_ms"]["count"] > 0
     cls = discover()[name]
-    interval = cls().max_trigger_interval_ms(validate_settings(cls, e["settings"], "result"))
+    plan = cls().plan(parse_scenario(doc["scenario"]), validate_settings(cls, e["settings"], "result"))
+    assert isinstance(plan, Plan)
+    interval = plan.max_trigger_interval_ms
     if interval <= 1000:  # an engine that reads every few seconds has a staircase, not a rate, over an 8 s load
         # Loose on purpose: engine counters read through 1 s metric caches make a 6 s slope noisy on a busy
         # machine; the 5% agreement is checked on the 30 s quick scenario (closing notes), not here.

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import run_cli, scenario_dict
-from harness.runner import RunOptions, run
+from harness.run import RunOptions, run
 
 pytestmark = pytest.mark.stack
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from conftest import Svc, current_svc, scenario_dict
 from harness.loadgen.events import HEARTBEAT_KEY
-from harness.runner import LoadOutcome, RunHooks, run_load
+from harness.loadgen.schedule import Schedule
+from harness.run import LoadOutcome, RunHooks, run_load
 from harness.scenario import Scenario, parse_scenario
 from harness.stack.probes import kafka_conf
-from harness.storage import tables
+from harness.storage import sink_tables as tables
 
 pytestmark = pytest.mark.stack
 
@@ -92,7 +93,7 @@ def test_same_seed_gives_identical_events(two_runs: tuple[Scenario, Consumed, Co
 def test_acknowledged_matches_scheduled(two_runs: tuple[Scenario, Consumed, Consumed]) -> None:
     s, a, _ = two_runs
     st = a.outcome.stats
-    assert st.scheduled == s.total_events == math.ceil(s.load.rate * s.duration / 1000)
+    assert st.scheduled == Schedule.for_scenario(s).count == math.ceil(s.load.rate * s.duration / 1000)
     assert st.sent == st.acked == st.scheduled and st.delivery_errors == 0
     assert sum(st.acked_per_second.values()) == st.acked
     assert len(_events(a)) == st.scheduled

@@ -21,7 +21,7 @@ import pytest
 
 from harness.report import build_compare, build_report
 from harness.report import decision as D
-from harness.report import metrics as M
+from harness.report import verdicts as M
 from harness.report.data import RunData
 
 ROOT = Path(__file__).resolve().parent.parent

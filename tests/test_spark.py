@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from conftest import scenario_dict
-from harness.engine import validate_settings
-from harness.runner import RunOptions, run
+from harness.engines.discovery import validate_settings
+from harness.engines.protocol import Plan, Skip
+from harness.run import RunOptions, run
 from harness.scenario import parse_scenario
 from pipelines.spark.engine import SparkEngine, local_cores, pyspark_version
 from pipelines.spark.job import FAULT_ENV, error_text, refusal
@@ -147,18 +148,19 @@ def test_real_time_mode_needs_a_core_per_partition() -> None:
     settings = validate_settings(SparkEngine, {"trigger": "real_time", "output_mode": "update",
                                                "trigger_interval": "5s", "master": "local[2]"}, "s.yaml")
     three = parse_scenario(scenario_dict(topic={"partitions": 3}))
-    reason = SparkEngine().cannot_run(three, settings)
-    assert reason is not None and "3 + 2 = 5" in reason and "local[2] has 2" in reason
+    skip = SparkEngine().plan(three, settings)
+    assert isinstance(skip, Skip) and "3 + 2 = 5" in skip.reason and "local[2] has 2" in skip.reason
     one = parse_scenario(scenario_dict(topic={"partitions": 1}))
     ok = validate_settings(SparkEngine, {"trigger": "real_time", "output_mode": "update", "trigger_interval": "5s",
                                          "master": "local[2]", "shuffle_partitions": 1}, "s.yaml")
-    assert SparkEngine().cannot_run(one, ok) is None
+    plan = SparkEngine().plan(one, ok)
+    assert isinstance(plan, Plan) and plan.capabilities.emits == "updates"  # update mode: partial rows
 
 
 def test_late_delay_must_clear_a_spark_batch_cycle(tmp_path: Path) -> None:
     """Window 1 s + watermark 0.5 s + heartbeat 0.1 s + 1 s margin = 2.6 s; Spark adds one batch cycle (>= 2 s)."""
     from harness.errors import HarnessError
-    from harness.runner import plan_engines
+    from harness.run import plan_engines
 
     def scenario(delay: str) -> Any:
         return parse_scenario(scenario_dict(load={"rate": 100, "keys": 10, "heartbeat_interval": "100ms",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness import windows
+from harness import window_assignment as windows
 from harness.scenario import Window
 
 

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from harness.report import decision as D
 from harness.report import plots as P
-from harness.report import tables as T
+from harness.report import table_builders as T
 from harness.report.data import RunData, millis
 from harness.report.template import CSS, HTML
 
@@ -197,14 +197,15 @@ def _table_section(id_: str, title: str, tables: list[tuple[str, T.Table]], intr
             "html": html}
 
 
-def colours_for(names: list[str]) -> dict[str, str]:
-    cmap = P.colour_map(names)
+def colours_for(names: list[str], runs: list[RunData]) -> dict[str, str]:
+    stated = {k: v for r in runs for k, v in r.engine_colours.items()}
+    cmap = P.colour_map(names, stated)
     return {n: cmap[n] for n in names}
 
 
 def report_context(run: RunData) -> dict[str, Any]:
     names = run.engine_names
-    colours = colours_for(names)
+    colours = colours_for(names, [run])
     summary = D.summarize(run)
     scen = run.scenario.get("name", "?")
     subtitle = (f"Run {run.run_id} · scenario {scen} · {run.get('started_at') or 'start not recorded'} · "

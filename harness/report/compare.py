@@ -18,9 +18,9 @@ from markupsafe import Markup
 from harness.errors import HarnessError
 from harness.report import builder as B
 from harness.report import decision as D
-from harness.report import metrics as M
+from harness.report import verdicts as M
 from harness.report import plots as P
-from harness.report import tables as T
+from harness.report import table_builders as T
 from harness.report.data import RunData, millis
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -140,7 +140,7 @@ def slo_table(runs: list[RunData]) -> T.Table:
 def compare_context(runs: list[RunData]) -> dict[str, Any]:
     labels = [LABELS[i % 26] for i in range(len(runs))]
     names = list(dict.fromkeys(e for r in runs for e in r.engine_names))
-    colours = B.colours_for(names)
+    colours = B.colours_for(names, runs)
     styles = {lab: P.RUN_STYLES[i % len(P.RUN_STYLES)] for i, lab in enumerate(labels)}
     items: list[P.Item] = []
     bars: list[P.Item] = []

@@ -225,6 +225,16 @@ class RunData:
                 names.append(r.name)
         return names
 
+    @cached_property
+    def engine_colours(self) -> dict[str, str]:
+        """The colour each engine stated for itself (entries without one get a pick in the plots)."""
+        return {r.name: str(r.entry["colour"]) for r in self.runs if r.entry.get("colour")}
+
+    @cached_property
+    def floor_engines(self) -> list[str]:
+        """Engines whose role is a reference floor rather than an option a team could choose."""
+        return [n for n in self.engine_names if any(r.name == n and r.entry.get("role") == "floor" for r in self.runs)]
+
     def by_engine(self) -> dict[str, list[EngineRun]]:
         out: dict[str, list[EngineRun]] = {n: [] for n in self.engine_names}
         for r in self.runs:

@@ -7,7 +7,7 @@ Rules (docs/reports.md explains them to readers):
   was measured and meets it; the figure shown is the worst repeat, with the range beside it.
 - A pass whose margin is inside the noise band, or that rests on a percentile flagged unreliable, is marked as
   such: it may not hold on the next run.
-- No engine is called better where the figures don't show it (see harness.report.metrics.judge).
+- No engine is called better where the figures don't show it (see harness.report.verdicts.judge).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from harness.metrics.stats import min_samples_for
-from harness.report import metrics as M
+from harness.report import verdicts as M
 from harness.report.data import EngineRun, RunData, dig, millis, num
 
 # slo field -> (metric, direction: "max" = figure must be <= the value, "min" = figure must be >= it, how to parse)
@@ -387,9 +387,8 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     if any(M.P99.unreliable(r) for r in run.runs if r.measured):
         cav.append("The p99 latency comes from fewer than 1,000 windows (flagged unreliable); a longer run gives a "
                    "p99 that can be trusted.")
-    if "baseline" in groups:
-        cav.append("`baseline` is a hand-written consumer that marks this machine's floor, a reference point "
-                   "more than a product option.")
+    for floor in run.floor_engines:
+        cav.append(f"`{floor}` marks this machine's floor, a reference point more than a product option.")
     if not run.complete:
         cav.append(f"The run ended as {run.status!r}: {run.get('error') or 'no error recorded'}.")
     lines += [f"- {c}" for c in cav]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import matplotlib
 
@@ -22,13 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from harness.report.data import EngineRun, num, per_second  # noqa: E402
 
-# A fixed colour per engine, the same in every plot and every report; others get a stable pick from PALETTE.
-ENGINE_COLOURS = {
-    "baseline": "#7f7f7f",   # grey: the floor
-    "flink": "#1f77b4",      # blue
-    "spark": "#ff7f0e",      # orange
-    "batch": "#2ca02c",      # green
-}
+# An engine states its colour (its class's `colour`, recorded in result.json); others get a stable pick.
 PALETTE = ["#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#843c39"]
 RUN_STYLES = ["-", "--", ":", "-."]
 HATCHES = {"-": None, "--": "//", ":": "..", "-.": "xx"}     # bars: the hatch that stands for a line style
@@ -37,10 +31,11 @@ DPI = 110
 SIZE = (7.2, 4.2)
 
 
-def colour_map(names: Iterable[str]) -> dict[str, str]:
-    """Engine -> colour: fixed for the known engines; each other engine gets a stable pick by name from PALETTE
-    (a hash of the name), moved to the next free colour on a clash, resolved in name order."""
-    out = {n: ENGINE_COLOURS[n] for n in names if n in ENGINE_COLOURS}
+def colour_map(names: Iterable[str], stated: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Engine -> colour: the colour an engine stated (result.json); each other engine gets a stable pick by name
+    from PALETTE (a hash of the name), moved to the next free colour on a clash, resolved in name order."""
+    names = list(names)
+    out = {n: (stated or {})[n] for n in names if n in (stated or {})}
     taken = set(out.values())
     for n in sorted(set(names) - set(out)):
         i = zlib.crc32(n.encode()) % len(PALETTE)
@@ -51,10 +46,6 @@ def colour_map(names: Iterable[str]) -> dict[str, str]:
         out[n] = PALETTE[i]
         taken.add(PALETTE[i])
     return out
-
-
-def engine_colour(name: str) -> str:
-    return colour_map([name])[name]
 
 
 @dataclass

@@ -10,8 +10,6 @@ from pathlib import Path
 from harness import paths
 from harness.errors import HarnessError
 
-JAR_GROUPS = ("kafka", "flink", "spark")
-
 
 def find_java() -> str:
     """The java executable: $JAVA_HOME/bin/java, else java on PATH."""
@@ -21,7 +19,7 @@ def find_java() -> str:
     found = shutil.which("java")
     if not found:
         raise HarnessError(
-            "java not found: the Kafka broker, Flink and Spark need a Java runtime (OpenJDK 17 or newer)",
+            "java not found: the Kafka broker and the JVM engines need a Java runtime (OpenJDK 17 or newer)",
             hint="install OpenJDK 17 and put java on PATH, or set JAVA_HOME",
         )
     return found

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.engine import Capabilities, EngineContext, EngineSettings
-from harness.engine_process import LocalJobEngine, StatusFileJob
+from harness.engines.local_job import LocalJobEngine, StatusFileJob
+from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Skip
 from harness.scenario import Scenario
 
 
@@ -19,8 +19,11 @@ class BaselineSettings(EngineSettings):
     poll_batch: int = Field(2000, ge=1, le=100_000, description="records per consumer poll")
 
 
-class BaselineEngine(LocalJobEngine):
+class BaselineEngine(LocalJobEngine[BaselineSettings]):
     name = "baseline"
+    display_name = "Baseline (plain consumer)"
+    colour = "#7f7f7f"  # grey: the floor, in every plot and report
+    role = "floor"
     description = "Plain Python Kafka consumer computing the windows itself: the machine's floor"
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
                                 allowed_lateness=False, emits="final")
@@ -29,28 +32,19 @@ class BaselineEngine(LocalJobEngine):
     def __init__(self) -> None:
         self.job = StatusFileJob("baseline job")
 
-    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+    def plan(self, scenario: Scenario, settings: BaselineSettings) -> Plan | Skip:
         if scenario.query.allowed_lateness > 0:
-            return "the baseline closes a window when the watermark passes its end; it has no allowed lateness"
-        return None
+            return Skip("the baseline closes a window when the watermark passes its end; it has no allowed lateness")
+        return Plan("on_time", self.capabilities, latency_floor_ms={
+            "watermark_delay_ms": scenario.query.watermark_delay,
+            "heartbeat_interval_ms": scenario.load.heartbeat_interval})
 
-    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
-        return "on_time"
+    def versions(self) -> dict[str, str | None]:
+        import confluent_kafka
 
-    def max_trigger_interval_ms(self, settings: Any) -> int:
-        return 0
+        return {"confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0]}
 
-    def late_margin_ms(self, settings: Any) -> int:
-        return 0
-
-    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
-        return {"watermark_delay_ms": scenario.query.watermark_delay,
-                "heartbeat_interval_ms": scenario.load.heartbeat_interval}
-
-    def changed_settings(self, settings: Any) -> dict[str, Any]:
-        return settings.model_dump(exclude_defaults=True)
-
-    def start(self, ctx: EngineContext) -> None:
+    def start(self, ctx: EngineContext[BaselineSettings]) -> None:
         w = ctx.scenario.query.window
         self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx.work_dir, {
             "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import Field
 
 from harness.durations import Millis, format_duration
-from harness.engine import Capabilities, EngineContext, EngineSettings
-from harness.engine_process import LocalJobEngine, StatusFileJob
+from harness.engines.local_job import LocalJobEngine, StatusFileJob
+from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Skip
 from harness.scenario import Scenario
 
 
@@ -23,13 +23,17 @@ class BatchSettings(EngineSettings):
                                                     "recomputed; older ones are dropped (0: never recompute)")
 
 
-class BatchEngine(LocalJobEngine):
+class BatchEngine(LocalJobEngine[BatchSettings]):
     name = "batch"
+    display_name = "Batch job (interval)"
+    colour = "#2ca02c"  # green, in every plot and report
     description = "Interval-scheduled batch job (pandas), each run its own process; recomputes late windows"
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("interval",),
                                 allowed_lateness=False, emits="final")
     settings_model = BatchSettings
     stop_grace_s = 60  # a run in progress may finish its transaction
+    # The default (an hourly job) suits benchmarks, not tests.
+    test_settings = {"interval": "2s"}
 
     def __init__(self) -> None:
         self.job = StatusFileJob("batch scheduler")
@@ -37,40 +41,34 @@ class BatchEngine(LocalJobEngine):
     def _grace(self, scenario: Scenario, settings: Any) -> int:
         return settings.grace if settings.grace is not None else scenario.query.watermark_delay
 
-    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+    def plan(self, scenario: Scenario, settings: BatchSettings) -> Plan | Skip:
         if scenario.query.allowed_lateness > 0:
-            return "the batch job's look-back plays the role of allowed lateness; set query.allowed_lateness: 0"
+            return Skip("the batch job's look-back plays the role of allowed lateness; set query.allowed_lateness: 0")
         grace = self._grace(scenario, settings)
         ooo = scenario.load.out_of_order.max_delay if scenario.load.out_of_order.fraction > 0 else 0
         if grace <= ooo:
-            return (f"grace ({format_duration(grace)}) must exceed the out-of-order delay ({format_duration(ooo)}), "
-                    "or on-time records would arrive after their window was computed")
+            return Skip(f"grace ({format_duration(grace)}) must exceed the out-of-order delay ({format_duration(ooo)}), "
+                        "or on-time records would arrive after their window was computed")
         late = scenario.load.late
         if late.fraction > 0 and 0 < settings.lookback < late.delay + settings.interval:
-            return (f"lookback ({format_duration(settings.lookback)}) is neither 0 (late records dropped: the on-time "
-                    f"answer) nor at least late.delay + interval ({format_duration(late.delay + settings.interval)}, "
-                    "late records recomputed: the complete answer); in between the answer depends on timing")
-        return None
-
-    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
-        return "complete" if settings.lookback > 0 else "on_time"
-
-    def max_trigger_interval_ms(self, settings: Any) -> int:
-        return settings.interval
-
-    def late_margin_ms(self, settings: Any) -> int:
+            return Skip(f"lookback ({format_duration(settings.lookback)}) is neither 0 (late records dropped: the "
+                        f"on-time answer) nor at least late.delay + interval "
+                        f"({format_duration(late.delay + settings.interval)}, late records recomputed: the complete "
+                        "answer); in between the answer depends on timing")
         # With a look-back the job promises the complete answer: a late record is recomputed whenever it comes,
         # so "late" needs no margin here. Without one, a run judges what arrived since the last run by its own
         # clock, so a record up to one interval late may still be counted.
-        return 0 if settings.lookback > 0 else settings.interval
+        return Plan("complete" if settings.lookback > 0 else "on_time", self.capabilities,
+                    max_trigger_interval_ms=settings.interval,
+                    late_margin_ms=0 if settings.lookback > 0 else settings.interval,
+                    latency_floor_ms={"interval_ms": settings.interval, "grace_ms": grace})
 
-    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
-        return {"interval_ms": settings.interval, "grace_ms": self._grace(scenario, settings)}
+    def versions(self) -> dict[str, str | None]:
+        from importlib.metadata import version
 
-    def changed_settings(self, settings: Any) -> dict[str, Any]:
-        return settings.model_dump(mode="json", exclude_defaults=True)
+        return {"pandas": version("pandas")}
 
-    def start(self, ctx: EngineContext) -> None:
+    def start(self, ctx: EngineContext[BatchSettings]) -> None:
         w = ctx.scenario.query.window
         self.job.launch([sys.executable, "-m", "pipelines.batch.job", "schedule"], ctx.work_dir, {
             "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,

@@ -29,7 +29,7 @@ import pandas as pd
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from harness import windows as harness_windows
+from harness import window_assignment as harness_windows
 from harness.records import is_heartbeat, parse
 from harness.scenario import Window
 from harness.stack.probes import kafka_conf

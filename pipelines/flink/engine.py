@@ -19,13 +19,13 @@ from pydantic import Field, model_validator
 
 from harness import paths
 from harness.durations import Millis
-from harness.engine import Capabilities, EngineContext, EngineSettings, Position
+from harness.engines.protocol import Capabilities, EngineBase, EngineContext, EngineSettings, Plan, Position, Skip
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, net, processes
 from pipelines.flink.cluster import SessionCluster
 
-# Flink's own defaults, for changed_settings(): buffer timeout 100 ms, auto-watermark interval 200 ms,
+# Flink's own defaults, which the settings' defaults keep: buffer timeout 100 ms, auto-watermark interval 200 ms,
 # JDBC sink flush every 1 s or 100 rows, no checkpoints.
 FLINK_DEFAULTS = {"buffer_timeout": 100, "watermark_interval": 200, "sink_flush_interval": 1000, "sink_batch_size": 100}
 
@@ -57,8 +57,10 @@ class FlinkSettings(EngineSettings):
         return self
 
 
-class FlinkEngine:
+class FlinkEngine(EngineBase[FlinkSettings]):
     name = "flink"
+    display_name = "Apache Flink (continuous)"
+    colour = "#1f77b4"  # blue, in every plot and report
     description = "Apache Flink (PyFlink SQL), continuous: Kafka SQL source, window TVFs, JDBC sink"
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
                                 allowed_lateness=False, emits="final")
@@ -73,38 +75,32 @@ class FlinkEngine:
         self._source_vertex: str | None = None
 
     # -- description -------------------------------------------------------------------------------------
-    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
+    def plan(self, scenario: Scenario, settings: FlinkSettings) -> Plan | Skip:
         if scenario.query.allowed_lateness > 0:
-            return ("Flink SQL window table-valued functions cannot keep a window open after the watermark "
-                    "(no allowed lateness); run with query.allowed_lateness: 0")
+            return Skip("Flink SQL window table-valued functions cannot keep a window open after the watermark "
+                        "(no allowed lateness); run with query.allowed_lateness: 0")
         if settings.idle_timeout is not None:
             need = scenario.load.heartbeat_interval + scenario.load.out_of_order.max_delay
             if settings.idle_timeout <= need:
-                return (f"idle_timeout ({settings.idle_timeout} ms) must exceed the heartbeat interval plus the "
-                        f"out-of-order delay ({need} ms), or an idle-marked partition drops on-time data")
-        return None
+                return Skip(f"idle_timeout ({settings.idle_timeout} ms) must exceed the heartbeat interval plus the "
+                            f"out-of-order delay ({need} ms), or an idle-marked partition drops on-time data")
+        return Plan("on_time", self.capabilities, latency_floor_ms={
+            "watermark_delay_ms": scenario.query.watermark_delay,
+            "heartbeat_interval_ms": scenario.load.heartbeat_interval,
+            "watermark_interval_ms": settings.watermark_interval,
+            "buffer_timeout_ms": settings.buffer_timeout,
+            "sink_flush_interval_ms": settings.sink_flush_interval})
 
-    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
-        return "on_time"
+    def versions(self) -> dict[str, str | None]:
+        from importlib.metadata import version
 
-    def max_trigger_interval_ms(self, settings: Any) -> int:
-        return 0
-
-    def late_margin_ms(self, settings: Any) -> int:
-        return 0
-
-    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
-        return {"watermark_delay_ms": scenario.query.watermark_delay,
-                "heartbeat_interval_ms": scenario.load.heartbeat_interval,
-                "watermark_interval_ms": settings.watermark_interval,
-                "buffer_timeout_ms": settings.buffer_timeout,
-                "sink_flush_interval_ms": settings.sink_flush_interval}
-
-    def changed_settings(self, settings: Any) -> dict[str, Any]:
-        return settings.model_dump(mode="json", exclude_defaults=True)
+        return {"apache_flink": version("apache-flink"),
+                "flink_kafka_connector": jvm.jar_version("flink", "flink-sql-connector-kafka"),
+                "flink_jdbc_connector": jvm.jar_version("flink", "flink-connector-jdbc-core"),
+                "postgresql_jdbc": jvm.jar_version("flink", "postgresql")}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def start(self, ctx: EngineContext) -> None:
+    def start(self, ctx: EngineContext[FlinkSettings]) -> None:
         self.ctx = ctx
         s: FlinkSettings = ctx.settings
         host, port = net.split_host_port(ctx.dsn.split("@", 1)[-1].split("/", 1)[0], 5432)

@@ -16,13 +16,14 @@ from pydantic import Field, field_validator, model_validator
 
 from harness import paths
 from harness.durations import Millis
-from harness.engine import Capabilities, EngineContext, EngineRefused, EngineSettings, Position
+from harness.engines.protocol import (Capabilities, EngineBase, EngineContext, EngineRefused, EngineSettings, Plan,
+                                      Position, Skip)
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, processes
 
-# Spark's own defaults for what the settings change (reported in engine_metrics, since changed_settings()
-# is relative to this engine's defaults: a run with default settings changes nothing).
+# Spark's own defaults for what the settings change (reported in engine_metrics, since changed settings are
+# relative to this engine's defaults: a run with default settings changes nothing).
 SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_interval": "0 (next batch at once)",
                   "output_mode": "append", "shuffle_partitions": 200, "driver_memory": "1g",
                   "spark.ui.enabled": True, "spark.sql.session.timeZone": "the JVM's time zone",
@@ -97,13 +98,15 @@ def pyspark_version() -> str:
         return "unknown"
 
 
-class SparkEngine:
+class SparkEngine(EngineBase[SparkSettings]):
     name = "spark"
+    display_name = "Spark Structured Streaming (micro-batch)"
+    colour = "#ff7f0e"  # orange, in every plot and report
     description = "Apache Spark Structured Streaming (PySpark), micro-batch: Kafka source, window/session_window, " \
                   "foreachBatch to PostgreSQL"
     # emits: "final" describes the default output mode (append). With output_mode: update every batch emits
-    # partial rows; start() then sets an instance-level Capabilities with emits="updates" so the harness's
-    # measurement (first-emission latency, no early-emission check) matches what was run.
+    # partial rows; the plan then says emits="updates" so the harness's measurement (first-emission latency, no
+    # early-emission check) matches what was run.
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}),
                                 triggers=("processing_time", "real_time"), allowed_lateness=False,
                                 emits="final")
@@ -115,53 +118,44 @@ class SparkEngine:
         self.cluster: Any = None
 
     # -- description -------------------------------------------------------------------------------------
-    def cannot_run(self, scenario: Scenario, settings: Any) -> str | None:
-        """What Spark has no setting for. Modes Spark may refuse (real-time, continuous, session windows in
-        update mode) are not judged here: the run starts the query and Spark says (wait_running)."""
+    def plan(self, scenario: Scenario, settings: SparkSettings) -> Plan | Skip:
+        """What Spark has no setting for is a Skip. Modes Spark may refuse (real-time, continuous, session windows
+        in update mode) are not judged here: the run starts the query and Spark says (wait_running)."""
         if scenario.query.allowed_lateness > 0:
-            return ("Spark Structured Streaming has no allowed lateness: a window's state is dropped (and, in "
-                    "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
-                    "only lateness knob. Run with query.allowed_lateness: 0")
+            return Skip("Spark Structured Streaming has no allowed lateness: a window's state is dropped (and, in "
+                        "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
+                        "only lateness knob. Run with query.allowed_lateness: 0")
         if settings.trigger == "real_time":
             cores = local_cores(settings.master)
             need = scenario.topic.partitions + settings.shuffle_partitions
             if cores is not None and cores < need:
                 # Spark's docs: every Kafka partition and every shuffle partition holds a core for the whole
                 # real-time batch; with fewer the query waits for cores instead of failing.
-                return (f"real-time mode needs a core for each Kafka partition and each shuffle partition "
-                        f"({scenario.topic.partitions} + {settings.shuffle_partitions} = {need}); master "
-                        f"{settings.master} has {cores}. Use topic.partitions: 1 with shuffle_partitions: 1, or "
-                        f"more cores")
-        return None
+                return Skip(f"real-time mode needs a core for each Kafka partition and each shuffle partition "
+                            f"({scenario.topic.partitions} + {settings.shuffle_partitions} = {need}); master "
+                            f"{settings.master} has {cores}. Use topic.partitions: 1 with shuffle_partitions: 1, or "
+                            f"more cores")
+        caps = self.capabilities
+        if settings.output_mode == "update":
+            caps = Capabilities(caps.window_types, caps.triggers, allowed_lateness=False, emits="updates")
+        # The late margin is one batch cycle, max(trigger interval, batch duration): the watermark a batch judges
+        # rows by was computed at the end of the batch before (NOTES.md, Watermark). Batches took up to 1.7 s on
+        # 2 cores while other engines ran, so the cycle is taken as at least BATCH_ALLOWANCE_MS.
+        return Plan("on_time", caps, max_trigger_interval_ms=int(settings.trigger_interval),
+                    late_margin_ms=max(int(settings.trigger_interval), BATCH_ALLOWANCE_MS),
+                    latency_floor_ms={"watermark_delay_ms": scenario.query.watermark_delay,
+                                      "heartbeat_interval_ms": scenario.load.heartbeat_interval,
+                                      "trigger_interval_ms": int(settings.trigger_interval)})
 
-    def promised_answer(self, scenario: Scenario, settings: Any) -> str:
-        return "on_time"  # watermark-based: events for windows the watermark has passed are dropped
-
-    def max_trigger_interval_ms(self, settings: Any) -> int:
-        return int(settings.trigger_interval)
-
-    def late_margin_ms(self, settings: Any) -> int:
-        """One batch cycle, max(trigger interval, batch duration): the watermark a batch judges rows by was
-        computed at the end of the batch before (NOTES.md, Watermark). Batches took up to 1.7 s on 2 cores
-        while other engines ran, so the cycle is taken as at least BATCH_ALLOWANCE_MS."""
-        return max(int(settings.trigger_interval), BATCH_ALLOWANCE_MS)
-
-    def latency_floor(self, scenario: Scenario, settings: Any) -> dict[str, int]:
-        return {"watermark_delay_ms": scenario.query.watermark_delay,
-                "heartbeat_interval_ms": scenario.load.heartbeat_interval,
-                "trigger_interval_ms": int(settings.trigger_interval)}
-
-    def changed_settings(self, settings: Any) -> dict[str, Any]:
-        return settings.model_dump(mode="json", exclude_defaults=True)
+    def versions(self) -> dict[str, str | None]:
+        return {"pyspark": pyspark_version(),
+                "spark_kafka_connector": jvm.jar_version("spark", "spark-sql-kafka-0-10_2.13"),
+                "postgresql_jdbc": jvm.jar_version("spark", "postgresql")}
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def start(self, ctx: EngineContext) -> None:
+    def start(self, ctx: EngineContext[SparkSettings]) -> None:
         self.ctx = ctx
         s: SparkSettings = ctx.settings
-        if s.output_mode == "update":
-            self.capabilities = Capabilities(window_types=type(self).capabilities.window_types,
-                                             triggers=type(self).capabilities.triggers,
-                                             allowed_lateness=False, emits="updates")
         jvm.find_java()
         master = s.master
         if master == "standalone":

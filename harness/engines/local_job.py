@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
-from harness.engine import Position
+from harness.engines.protocol import EngineBase, Position, S
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import processes
 
@@ -76,7 +76,7 @@ class StatusFileJob:
         processes.terminate_tree(self.proc.pid, timeout=10)
 
 
-class LocalJobEngine:
+class LocalJobEngine(EngineBase[S]):
     """Base for engines whose whole pipeline is one local job process (StatusFileJob): the lifecycle half of
     the Engine Protocol, so an engine class only describes itself and builds its job's config."""
 

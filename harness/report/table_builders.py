@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import yaml
 
-from harness.report import metrics as M
+from harness.report import verdicts as M
 from harness.report.data import EngineRun, RunData, dig, num
 from harness.report.decision import fmt
 

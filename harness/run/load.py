@@ -1,0 +1,172 @@
+"""A load session: the topic, the event model, the generator on its own thread, and the ground truth. The same
+session serves a load-only pass (run_load) and an engine run (phases.EngineRun)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from harness import groundtruth
+from harness.errors import HarnessError
+from harness.loadgen.events import EventModel
+from harness.loadgen.generator import LoadGenerator, SendStats
+from harness.run.planning import close_horizon_ms, next_time_base
+from harness.scenario import Scenario
+from harness.stack import topics
+from harness.storage import sink_tables
+from harness.storage.results import ResultFile
+
+if TYPE_CHECKING:
+    from harness.run.hooks import RunHooks
+
+
+@dataclass
+class LoadOutcome:
+    load_id: str
+    topic: str
+    time_base_ms: int
+    stats: SendStats
+    truth: groundtruth.GroundTruth
+    entry: dict[str, object] = field(default_factory=dict)
+
+
+class LoadSession:
+    """One load from topic to ground truth: prepare() → begin() → (the generator sends) → finish()."""
+
+    def __init__(self, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_id: str,
+                 engine: str | None, repeat: int, results: ResultFile | None, hooks: RunHooks) -> None:
+        self.scenario, self.bootstrap, self.dsn = scenario, bootstrap, dsn
+        self.run_id, self.load_id, self.engine, self.repeat = run_id, load_id, engine, repeat
+        self.results, self.hooks = results, hooks
+        self.topic = f"harness.{load_id}"
+        self.model: EventModel | None = None
+        self.gen: LoadGenerator | None = None
+        self.time_base_ms: int | None = None
+        self.truth: groundtruth.GroundTruth | None = None
+        self._worker: threading.Thread | None = None
+        self._holder: dict[str, Any] = {}
+
+    def prepare(self) -> None:
+        """The topic, the event model and the generator; the sink tables exist."""
+        topics.create_topic(self.bootstrap, self.topic, self.scenario.topic.partitions)
+        self.model = EventModel(self.scenario)
+        self.gen = LoadGenerator(self.scenario, self.bootstrap, self.topic, model=self.model)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            sink_tables.ensure_schema(conn)
+
+    def begin(self, heartbeat_until_ms: int | None) -> int:
+        """Warm the producer, pick the time base, record the load and start sending; returns the time base."""
+        assert self.gen is not None and self.model is not None
+        self.gen.warm_up()
+        tb = self.time_base_ms = next_time_base(self.scenario)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            sink_tables.record_load(conn, load_id=self.load_id, run_id=self.run_id, engine=self.engine,
+                                    repeat=self.repeat, scenario=self.scenario.name, topic=self.topic,
+                                    partitions=self.scenario.topic.partitions, seed=self.scenario.seed,
+                                    time_base_ms=tb)
+        wait_s = (tb - time.time_ns() // 1_000_000) / 1000
+        self.hooks.message(f"{self.load_id}: {self.model.count} events to topic {self.topic}; load starts at the "
+                           f"window boundary {datetime.fromtimestamp(tb / 1000, timezone.utc):%H:%M:%S} UTC "
+                           f"(in {wait_s:.1f} s)")
+        until = heartbeat_until_ms if heartbeat_until_ms is not None else tb + close_horizon_ms(self.scenario)
+        gen, holder = self.gen, self._holder
+
+        def send() -> None:
+            try:
+                holder["stats"] = gen.run(tb, heartbeat_until_ms=until,
+                                          progress=lambda s: self.hooks.sending(self.load_id, s))
+            except BaseException as exc:  # surfaced in the main thread by raise_if_failed()
+                holder["error"] = exc
+                gen.load_done.set()
+
+        self._worker = threading.Thread(target=send, name=f"generator-{self.load_id}", daemon=True)
+        self._worker.start()
+        return tb
+
+    @property
+    def sending(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    @property
+    def load_done(self) -> bool:
+        return self.gen is not None and self.gen.load_done.is_set()
+
+    @property
+    def stats(self) -> SendStats | None:
+        return self._holder.get("stats") or (self.gen.stats if self.gen else None)
+
+    def raise_if_failed(self) -> None:
+        if "error" in self._holder:
+            raise self._holder["error"]
+
+    def compute_truth(self) -> groundtruth.GroundTruth:
+        """Ground truth of what was sent, written to PostgreSQL and the run folder."""
+        stats = self.stats
+        assert stats is not None and self.model is not None and self.time_base_ms is not None
+        truth = groundtruth.compute(self.scenario, self.model, self.time_base_ms, stats.handoff_ms, stats.sent)
+        with psycopg.connect(self.dsn) as conn:
+            sink_tables.write_ground_truth(conn, self.load_id, truth, stats.sent, stats.acked)
+        if self.results is not None:
+            raw = self.results.raw_dir(self.load_id)
+            for answer, frame in truth.windows.items():
+                frame.to_csv(raw / f"expected_{answer}.csv", index=False)
+            truth.special.to_csv(raw / "special_events.csv", index=False)
+        self.truth = truth
+        return truth
+
+    def stop(self, join_s: float = 60) -> None:
+        """Stop sending (heartbeats included) and wait for the generator thread."""
+        if self.gen is not None:
+            self.gen.stop.set()
+        if self._worker is not None:
+            self._worker.join(join_s)
+
+    def entry(self) -> dict[str, Any]:
+        """The load's section of result.json."""
+        stats, truth = self.stats, self.truth
+        assert stats is not None and truth is not None and self.model is not None and self.gen is not None
+        sched, scenario = self.model.schedule, self.scenario
+        secs = -(-scenario.duration // 1000)
+        return {
+            "load_id": self.load_id, "engine": self.engine, "repeat": self.repeat, "topic": self.topic,
+            "partitions": scenario.topic.partitions, "time_base_ms": self.time_base_ms,
+            "encoder": self.gen.encoder.name, "generator": stats.summary(),
+            "ground_truth": {"windows_complete": len(truth.windows["complete"]),
+                             "windows_on_time": len(truth.windows["on_time"]), "events_by_kind": truth.counts},
+            "timeseries": {
+                "intended_per_second": {s: round(sched.expected_between(s * 1000, min((s + 1) * 1000, scenario.duration)), 3)
+                                        for s in range(secs)},
+                "sent_per_second": stats.sent_per_second, "acked_per_second": stats.acked_per_second,
+            },
+        }
+
+
+def run_load(scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_id: str, engine: str | None,
+             repeat: int, results: ResultFile | None, hooks: RunHooks,
+             heartbeat_until_ms: int | None = None) -> LoadOutcome:
+    """A load with no engine: create the topic, send the load (with heartbeats), write its ground truth."""
+    session = LoadSession(scenario, bootstrap, dsn, run_id=run_id, load_id=load_id, engine=engine, repeat=repeat,
+                          results=results, hooks=hooks)
+    session.prepare()
+    tb = session.begin(heartbeat_until_ms)
+    try:
+        while session.sending:
+            session._worker.join(0.2)  # type: ignore[union-attr]
+    except KeyboardInterrupt:
+        session.stop()
+        raise
+    session.raise_if_failed()
+    stats = session.stats
+    if stats is None:
+        raise HarnessError(f"{load_id}: the generator ended without its figures")
+    hooks.message(f"{load_id}: {stats.acked}/{stats.sent} events acknowledged; computing ground truth")
+    truth = session.compute_truth()
+    entry = session.entry()
+    if results is not None:
+        results.add("loads", entry)
+    return LoadOutcome(load_id, session.topic, tb, stats, truth, entry)

@@ -1,0 +1,56 @@
+"""The monitor: samples an engine's processes, position and output, and the topic's end offsets, on one clock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+
+from harness.engines.protocol import Engine, EngineContext
+from harness.loadgen.generator import LoadGenerator
+from harness.metrics.resources import ResourceSampler
+from harness.stack.probes import kafka_conf
+from harness.storage import sink_tables
+
+
+class Monitor:
+    def __init__(self, engine: Engine[Any], ctx: EngineContext[Any], gen: LoadGenerator) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.engine, self.ctx, self.gen = engine, ctx, gen
+        self.t0 = time.monotonic()
+        self.resources = ResourceSampler()
+        self.rows: list[dict[str, Any]] = []
+        self._consumer = Consumer(kafka_conf(ctx.bootstrap, **{"group.id": f"harness-monitor-{ctx.load_id}",
+                                                               "enable.auto.commit": False}))
+        self._tps = [TopicPartition(ctx.topic, p) for p in range(ctx.scenario.topic.partitions)]
+        self._conn = psycopg.connect(ctx.dsn, autocommit=True)
+
+    def sample(self) -> dict[str, Any]:
+        pids = self.engine.pids()
+        self.resources.sample(pids, self.t0)
+        pos = self.engine.position()
+        ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1] for tp in self._tps}
+        offsets = pos.offsets if pos else {}
+        read = pos.records_in if pos and pos.records_in is not None else (sum(offsets.values()) if offsets else None)
+        lag = sum(max(0, ends[p] - offsets.get(p, 0)) for p in ends) if pos else None
+        st = self.gen.stats
+        row = {
+            "t": round(time.monotonic() - self.t0, 3), "wall_ms": time.time_ns() // 1_000_000,
+            "records_in": read, "lag": lag, "end_offsets": int(sum(ends.values())),
+            "acked_records": (st.acked + st.heartbeats_acked) if st else 0,
+            "rows_out": sink_tables.log_rows_since(self._conn, self.ctx.load_id),
+            "cpu_s": round(self.resources.cpu_seconds, 3),
+            "rss_mb": self.resources.series[-1]["rss_mb"] if self.resources.series else 0,
+        }
+        self.rows.append(row)
+        return row
+
+    def matching(self, answer: str) -> tuple[int, int]:
+        """(promised windows whose final row holds the promised value, promised windows)."""
+        return sink_tables.count_final_matching(self._conn, self.ctx.load_id, answer)
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._conn.close()

@@ -1,0 +1,173 @@
+"""One engine on one load, as phases: prepare → start engine → load → wait → measure → stop.
+
+Each phase is a method of EngineRun and reads or writes the engine's entry of result.json, which is saved after
+every phase, so an interrupted run keeps what the finished phases measured.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from harness.engines.protocol import Engine, EngineContext, EngineRefused, Plan
+from harness.errors import EXIT_FAILED, HarnessError
+from harness.run.hooks import RunHooks
+from harness.run.load import LoadSession
+from harness.run.measure import measure
+from harness.run.monitor import Monitor
+from harness.run.planning import PlannedEngine, close_horizon_ms
+from harness.scenario import Scenario
+from harness.storage.results import ResultFile, utc_now
+
+START_TIMEOUT_S = 180   # an engine that is not reading its topic by then has failed to start
+WAIT_GRACE_MS = 30_000  # after the last window should have closed, how long to wait for the final answer
+SAMPLE_S = 0.5
+SETTLE_S = 1.0          # one more sink flush and sample, so a replay or a late duplicate shows up
+FOREVER_MS = 2**62      # heartbeats go on until the run stops the generator
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class EngineRun:
+    def __init__(self, planned: PlannedEngine, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str,
+                 repeat: int, results: ResultFile, hooks: RunHooks) -> None:
+        self.planned, self.scenario, self.results, self.hooks = planned, scenario, results, hooks
+        self.name = planned.name
+        self.load_id = f"{run_id}.{self.name}.{repeat}"
+        self.engine: Engine[Any] = planned.cls()
+        self.work_dir = results.run_dir / "engines" / f"{self.name}-{repeat}"
+        self.load = LoadSession(scenario, bootstrap, dsn, run_id=run_id, load_id=self.load_id, engine=self.name,
+                                repeat=repeat, results=results, hooks=hooks)
+        self.ctx = EngineContext(run_id, self.load_id, repeat, scenario, planned.settings, bootstrap, dsn,
+                                 self.load.topic, self.work_dir, planned.plan if isinstance(planned.plan, Plan) else None)
+        self.monitor: Monitor | None = None
+        self.entry: dict[str, Any] = {}
+        self.started_ms = 0
+
+    # -- phases ----------------------------------------------------------------------------------------------
+    def prepare(self, plan: Plan) -> None:
+        self.entry.update(status="starting", started_at=utc_now(), promised_answer=plan.promised_answer)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.load.prepare()
+
+    def start_engine(self) -> None:
+        self.started_ms = now_ms()
+        self.hooks.message(f"{self.name}: starting ({self.engine.description})")
+        self.engine.start(self.ctx)
+        self.engine.wait_running(START_TIMEOUT_S)
+        self.entry.update(status="running", start_to_running_s=round((now_ms() - self.started_ms) / 1000, 3))
+        self.results.save()
+
+    def run_load(self) -> int:
+        assert self.load.gen is not None
+        self.monitor = Monitor(self.engine, self.ctx, self.load.gen)
+        return self.load.begin(heartbeat_until_ms=FOREVER_MS)
+
+    def wait(self, plan: Plan) -> tuple[str, int, int]:
+        """Sample until every promised window holds its value, the engine stops, or the deadline passes.
+        Returns (status, windows matched, windows promised)."""
+        assert self.monitor is not None
+        deadline_ms: int | None = None
+        matched = total = 0
+        while True:
+            row = self.monitor.sample()
+            self.load.raise_if_failed()
+            if not self.engine.alive():
+                self.entry["error"] = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
+                return "failed", matched, total
+            if self.load.truth is None and self.load.load_done:
+                stats = self.load.stats
+                assert stats is not None and self.load.time_base_ms is not None
+                self.hooks.message(f"{self.load_id}: {stats.sent} events sent; computing ground truth")
+                self.load.compute_truth()
+                deadline_ms = (stats.last_handoff_ms or self.load.time_base_ms) \
+                    + (close_horizon_ms(self.scenario) - self.scenario.duration) \
+                    + plan.max_trigger_interval_ms + WAIT_GRACE_MS
+            if self.load.truth is not None:
+                matched, total = self.monitor.matching(plan.promised_answer)
+                if matched == total:
+                    return "complete", matched, total
+                if deadline_ms is not None and row["wall_ms"] > deadline_ms:
+                    self.entry["error"] = (f"{total - matched} of {total} windows did not hold their promised value "
+                                           f"by the deadline (last send + window + watermark delay + trigger "
+                                           f"interval + {WAIT_GRACE_MS // 1000} s)")
+                    return "timeout", matched, total
+            self.hooks.monitor(self.name, {**row, "windows_matched": matched, "windows_expected": total})
+            time.sleep(SAMPLE_S)
+
+    def measure(self, plan: Plan, status: str) -> None:
+        assert self.monitor is not None
+        time.sleep(SETTLE_S)
+        self.monitor.sample()
+        self.entry["engine_metrics"] = _safe(self.engine.engine_metrics)
+        self.load.stop()
+        stats, truth, tb = self.load.stats, self.load.truth, self.load.time_base_ms
+        if truth is None or stats is None or tb is None:
+            raise HarnessError(f"{self.name}: the load did not finish", exit_code=EXIT_FAILED)
+        self.results.add("loads", self.load.entry())
+        self.entry.update(measure(plan=plan, scenario=self.scenario, dsn=self.load.dsn, load_id=self.load_id,
+                                  time_base_ms=tb, started_ms=self.started_ms, truth=truth, stats=stats,
+                                  rows=self.monitor.rows, results=self.results))
+        self.entry["status"] = status
+
+    def stop(self) -> None:
+        self.load.stop(join_s=0)
+        self.engine.stop()
+        self.load.stop()
+        if self.monitor is not None:
+            self.entry["timeseries"] = self.monitor.rows
+            stats = self.load.stats
+            self.entry["resources"] = self.monitor.resources.summary(stats.sent if stats else 0)
+            self.monitor.close()
+        self.entry["finished_at"] = utc_now()
+        self.results.save()
+
+    # -- the sequence ----------------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        p = self.planned
+        plan = p.plan if isinstance(p.plan, Plan) else None
+        cls = p.cls
+        return {"engine": self.name, "display_name": getattr(cls, "display_name", self.name),
+                "role": getattr(cls, "role", "option"), "colour": getattr(cls, "colour", None), "repeat": self.ctx.repeat, "load_id": self.load_id,
+                "description": self.engine.description, "settings": p.settings.model_dump(mode="json"),
+                "changed_settings": p.changed_settings,
+                "latency_floor_ms": dict(plan.latency_floor_ms) if plan else {},
+                "capabilities": (plan.capabilities if plan else cls.capabilities).to_json()}
+
+    def run(self) -> dict[str, Any]:
+        plan = self.planned.plan
+        if not isinstance(plan, Plan):
+            self.hooks.message(f"{self.name}: skipped: {plan.reason}")
+            return self.results.add("engines", {**self.describe(), "status": "skipped", "reason": plan.reason})
+        self.entry = self.results.add("engines", self.describe())
+        try:
+            self.prepare(plan)
+            self.start_engine()
+            self.run_load()
+            status, matched, total = self.wait(plan)
+            self.measure(plan, status)
+            self.hooks.message(f"{self.name}: {status}; {matched}/{total} windows hold their promised value")
+        except KeyboardInterrupt:
+            self.entry.update(status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except EngineRefused as exc:
+            self.entry.update(status="skipped", reason=exc.message)
+            self.hooks.message(f"{self.name}: skipped: {exc.message}")
+        except HarnessError as exc:
+            self.entry.update(status="failed", error=exc.message)
+            self.hooks.message(f"{self.name}: failed: {exc.message}")
+        except Exception as exc:  # an engine bug must not lose the other engines' results
+            self.entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            self.hooks.message(f"{self.name}: failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.stop()
+        return self.entry
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # metrics are extras: note the failure, keep the run
+        return {"error": f"{type(exc).__name__}: {exc}"}

@@ -1,0 +1,76 @@
+"""Planning: every engine's settings validated and its plan asked for before anything starts, and the clock
+arithmetic every phase shares (time base, close horizon)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from harness.engines.discovery import changed_settings, discover, parse_engine_options, validate_settings
+from harness.engines.protocol import Plan, Skip
+from harness.errors import HarnessError
+from harness.scenario import Scenario
+
+LEAD_MS = 1500          # time to warm the producer before the load's first instant
+
+
+@dataclass(frozen=True)
+class PlannedEngine:
+    """One engine as the run will start it: its class, validated settings and its answer to plan()."""
+
+    name: str
+    cls: type
+    settings: Any
+    plan: Plan | Skip
+
+    @property
+    def changed_settings(self) -> dict[str, Any]:
+        return changed_settings(self.settings)
+
+
+def plan_engines(scenario: Scenario, source: str, requested: list[str] | None, options: list[str]) -> list[PlannedEngine]:
+    """The engines to run, in order; exit 2 (HarnessError) naming the first bad name, setting or late delay."""
+    found = discover()
+    overrides = parse_engine_options(options)
+    names = requested if requested is not None else list(scenario.engines)
+    unknown = [n for n in [*names, *overrides, *scenario.engines] if n not in found]
+    if unknown:
+        raise HarnessError(f"unknown engine {unknown[0]!r} (in --engines, --engine-option or {source} engines:); "
+                           f"discovered engines: {', '.join(sorted(found)) or 'none'}")
+    planned = []
+    for n in dict.fromkeys(names):
+        raw = {**scenario.engines.get(n, {}), **overrides.get(n, {})}
+        settings = validate_settings(found[n], raw, source)
+        plan = found[n]().plan(scenario, settings)
+        if isinstance(plan, Plan):
+            try:
+                scenario.check_late_delay(plan.late_margin_ms, n)
+            except ValueError as exc:
+                raise HarnessError(f"{source}: {exc}") from None
+        planned.append(PlannedEngine(n, found[n], settings, plan))
+    return planned
+
+
+def new_run_id(scenario: Scenario) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{scenario.name}-{secrets.token_hex(2)}"
+
+
+def next_time_base(scenario: Scenario, now_ms: int | None = None) -> int:
+    """The first window boundary at least LEAD_MS from now: event time then follows the wall clock."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    grid = scenario.query.window.grid
+    return -(-(now_ms + LEAD_MS) // grid) * grid
+
+
+def close_horizon_ms(scenario: Scenario) -> int:
+    """Offset from the time base after which every window has closed in a watermark-based engine."""
+    q = scenario.query
+    return scenario.duration + q.window.length + q.watermark_delay + q.allowed_lateness + scenario.load.heartbeat_interval
+
+
+def windows_per_event(scenario: Scenario) -> int:
+    w = scenario.query.window
+    return (w.size // w.slide) if w.type == "sliding" and w.size and w.slide else 1

@@ -1,0 +1,73 @@
+"""The whole run: plan, services, then for each repeat and engine one EngineRun (or one load-only pass), all
+written to results/<run_id>/result.json as the run goes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness import environment, paths
+from harness.errors import EXIT_FAILED, HarnessError
+from harness.run.hooks import RunHooks, RunOptions
+from harness.run.load import run_load
+from harness.run.phases import EngineRun
+from harness.run.planning import new_run_id, plan_engines
+from harness.scenario import load_scenario
+from harness.stack.probes import redact
+from harness.stack.services import services
+from harness.storage.results import ResultFile, utc_now
+
+
+def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
+    """Run a scenario and return its run folder. The folder holds result.json even when the run fails."""
+    hooks = hooks or RunHooks()
+    scenario = load_scenario(opts.scenario_path)
+    if opts.repeat < 1:
+        raise HarnessError(f"--repeat must be 1 or more, got {opts.repeat}")
+    planned = plan_engines(scenario, str(opts.scenario_path), opts.engines, opts.engine_options)
+    run_id = opts.run_id or new_run_id(scenario)
+    run_dir = (opts.results_dir or paths.results_dir()) / run_id
+    started = time.monotonic()
+    results = ResultFile(run_dir, {
+        "run_id": run_id, "status": "running", "error": None, "started_at": utc_now(), "finished_at": None,
+        "scenario_file": str(opts.scenario_path), "scenario": scenario.model_dump(mode="json"),
+        "engines_requested": [p.name for p in planned], "repeat": opts.repeat, "mode": "isolated",
+        "machine": environment.machine(),
+    })
+    hooks.started(run_dir)
+    status, error = "failed", None
+    try:
+        with services(opts.bootstrap, opts.dsn, scenario_bootstrap=scenario.services.bootstrap_servers,
+                      scenario_dsn=scenario.services.postgres_dsn, progress=hooks.message) as svc:
+            results.update(services={"kafka": "external" if "kafka" in svc.external else "embedded",
+                                     "bootstrap": svc.bootstrap,
+                                     "postgres": "external" if "postgres" in svc.external else "embedded",
+                                     "postgres_dsn": redact(svc.dsn)},
+                           versions=environment.versions(svc.dsn, [p.cls for p in planned]))
+            if not planned:
+                run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,
+                         repeat=0, results=results, hooks=hooks)
+            for repeat in range(opts.repeat):
+                for p in planned:
+                    EngineRun(p, scenario, svc.bootstrap, svc.dsn, run_id=run_id, repeat=repeat, results=results,
+                              hooks=hooks).run()
+        failed = [e for e in results.doc["engines"] if e["status"] in ("failed", "timeout")]
+        status = "complete" if not failed else "failed"
+        if failed:
+            error = "; ".join(f"{e['engine']}#{e['repeat']}: {e.get('error')}" for e in failed)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM); what was measured is kept"
+        raise
+    except HarnessError as exc:
+        error = exc.message
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise HarnessError(f"run {run_id} failed: {error}; what was measured is in {run_dir}",
+                           exit_code=EXIT_FAILED) from exc
+    finally:
+        results.update(status=status, error=error, finished_at=utc_now(),
+                       wall_seconds=round(time.monotonic() - started, 3))
+    if status == "failed":
+        raise HarnessError(f"run {run_id} finished with failures: {error}; results in {run_dir}", exit_code=EXIT_FAILED)
+    return run_dir
