@@ -253,17 +253,22 @@ def _write_report(run_dir: Path) -> None:
 @app.command("engines")
 @user_errors
 def engines_cmd() -> None:
-    """List the discovered engines (pipelines/<name>/engine.py) and what each can do."""
+    """List the discovered engines and what each can do.
+
+    Engines are the folders pipelines/<name>/ (or those in HARNESS_ENGINE_PATH, which replace it) whose
+    engine.py defines ENGINE, and entry points in the group stream_harness.engines. Role "floor" marks a
+    reference point (the plain consumer), "option" a choice a team could make."""
     from harness.engines.discovery import discover
 
     table = Table(title="engines")
-    for col in ("name", "windows", "triggers", "allowed lateness", "emits", "settings", "description"):
+    for col in ("name", "role", "windows", "triggers", "allowed lateness", "emits", "settings", "description"):
         table.add_column(col, overflow="fold")
     for name, cls in discover().items():
         caps = cls.capabilities
         fields = ", ".join(f"{k}={v.default!r}" for k, v in cls.settings_model.model_fields.items())
-        table.add_row(name, ", ".join(sorted(caps.window_types)), ", ".join(caps.triggers),
-                      "yes" if caps.allowed_lateness else "no", caps.emits, fields, cls.description)
+        table.add_row(name, getattr(cls, "role", "option"), ", ".join(sorted(caps.window_types)),
+                      ", ".join(caps.triggers), "yes" if caps.allowed_lateness else "no", caps.emits, fields,
+                      cls.description)
     out.print(table)
 
 
