@@ -107,10 +107,27 @@ def stack_up(
 
 @stack_app.command("down")
 @user_errors
-def stack_down(purge: bool = typer.Option(False, help="Also delete the broker's and database's data.")) -> None:
-    """Stop the embedded broker and database; no process is left behind. Data stays for the next `up`."""
+def stack_down(purge: bool = typer.Option(False, help="Also delete the broker's and database's data."),
+               processes_only: bool = typer.Option(
+                   False, "--processes-only",
+                   help="Stop only the registered engine processes; leave Kafka and PostgreSQL running.")) -> None:
+    """Stop the embedded broker and database; no process is left behind. Data stays for the next `up`.
+
+    First the process registry (<stack dir>/processes): the engine jobs and session clusters that runs started, e.g. left running by a harness killed with SIGKILL, each stopped with its process tree and process group; stale entries are removed. This works when Kafka and PostgreSQL are not running.
+
+    An entry names a pid with its start time, so a pid since reused by another process is never touched.
+    """  # noqa: E501 (one line per paragraph: the help text is wrapped to the terminal)
+    from harness.stack import processes
     from harness.stack.embedded import EmbeddedStack
 
+    left = processes.stop_registered()
+    if left:
+        out.print(f"stopped {len(left)} registered process(es): "
+                  + ", ".join(f"{e['what']} (pid {e['pid']})" for e in left))
+    if processes_only:
+        if not left:
+            out.print("no registered process was running")
+        return
     stack = EmbeddedStack()
     stopped = stack.down(purge=purge)
     out.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -119,7 +136,8 @@ def stack_down(purge: bool = typer.Option(False, help="Also delete the broker's 
 @stack_app.command("status")
 @user_errors
 def stack_status(bootstrap_servers: Optional[str] = BootstrapOpt, postgres_dsn: Optional[str] = DsnOpt) -> None:
-    """Show what runs and where; with external services, check that they answer (exit 2 if not)."""
+    """Show what runs and where, and the registered engine processes still running; with external services,
+    check that they answer (exit 2 if not)."""
     from harness.stack import probes
     from harness.stack.embedded import EmbeddedStack
 
@@ -129,8 +147,25 @@ def stack_status(bootstrap_servers: Optional[str] = BootstrapOpt, postgres_dsn: 
         probes.check_reachable_postgres(postgres_dsn)
     stack = EmbeddedStack()
     _print_status(stack, bootstrap_servers, postgres_dsn)
+    _print_registered()
     if not (bootstrap_servers or stack.kafka_running()) or not (postgres_dsn or stack.postgres_running()):
         raise typer.Exit(3)
+
+
+def _print_registered() -> None:
+    """The process registry's entries that still run (engine jobs, session clusters)."""
+    from harness.stack import processes
+
+    running = [e for e in processes.registered() if e["alive"]]
+    if not running:
+        return
+    table = Table(title="registered processes (`harness stack down` stops them)", show_header=True)
+    for col in ("pid", "what", "run", "load", "command"):
+        table.add_column(col, overflow="fold")
+    for e in running:
+        table.add_row(str(e["pid"]), str(e.get("what", "-")), str(e.get("run_id", "-")), str(e.get("load_id", "-")),
+                      " ".join(e.get("cmdline", []))[:200])
+    out.print(table)
 
 
 def _print_status(stack: Any, bootstrap: str | None, dsn: str | None) -> None:

@@ -18,6 +18,12 @@ def stack_dir() -> Path:
     return _env_path("HARNESS_STACK_DIR", PROJECT_ROOT / ".stack")
 
 
+def process_registry_dir() -> Path:
+    """One JSON file per process that an engine or a session cluster started (<stack dir>/processes), so
+    `harness stack status` and `harness stack down` find what a killed harness left running."""
+    return stack_dir() / "processes"
+
+
 def jars_dir() -> Path:
     """Jars that Maven copied from jvm/pom.xml, one folder per classpath (HARNESS_JARS_DIR)."""
     return _env_path("HARNESS_JARS_DIR", PROJECT_ROOT / ".cache" / "jars")

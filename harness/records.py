@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 import orjson
 
-from harness.loadgen.events import HEARTBEAT_KEY
+# Imported by every job that runs in Python (baseline, batch, and the Flink and Spark jobs, which state the
+# same rule in SQL): keep this module free of imports beyond orjson.
+HEARTBEAT_KEY = "__heartbeat__"
+# The rule's fields and the JSON type each must have ("integer": a JSON number without fraction or exponent).
+RULE_FIELDS = {"event_id": "integer", "value": "integer", "event_time": "integer", "key": "string"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ def parse(raw: bytes | None) -> Event | None:
         return None
     if not isinstance(obj, dict):
         return None
+    # RULE_FIELDS, spelt out: this runs for every record
     eid, key, value, et = obj.get("event_id"), obj.get("key"), obj.get("value"), obj.get("event_time")
     if not (_is_int(eid) and isinstance(key, str) and _is_int(value) and _is_int(et)):
         return None

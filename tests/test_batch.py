@@ -26,7 +26,7 @@ pytestmark = pytest.mark.stack
 
 def _config(tmp: Path, svc, load_id: str, topic: str, started_ms: int, **over: object) -> Path:
     cfg = {"bootstrap": svc.bootstrap, "topic": topic, "partitions": 2, "dsn": svc.dsn, "load_id": load_id,
-           "repeat": 0, "window": {"type": "tumbling", "size": 1000, "slide": None, "gap": None},
+           "repeat": 0, "window": {"type": "tumbling", "size_ms": 1000, "slide_ms": None, "gap_ms": None},
            "grace_ms": 500, "lookback_ms": 3_600_000, "interval_ms": 1000,
            "status_file": str(tmp / "status.json"), "started_ms": started_ms, **over}
     p = tmp / f"{load_id}.json"

@@ -4,31 +4,22 @@ its status file, read its position from that file, and stop it with nothing left
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from harness import paths
-from harness.engines.protocol import EngineBase, Position, S
+from harness.engines.launcher import JobProcess
+from harness.engines.protocol import EngineBase, EngineContext, Position, S
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import processes
 
 
-class StatusFileJob:
-    """A job process that writes <work_dir>/status.json ({"offsets": {partition: next}, "records_in": n, ...})."""
+class StatusFileJob(JobProcess):
+    """A job process (JobProcess) that writes <work_dir>/status.json ({"offsets": {partition: next},
+    "records_in": n, ...}): it runs once that file exists, and its position is read from it."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.work_dir: Path | None = None
-
-    def launch(self, cmd: list[str], work_dir: Path, config: dict[str, Any]) -> None:
-        self.work_dir = work_dir
-        (work_dir / "config.json").write_text(json.dumps(config, indent=2))
-        with open(work_dir / "job.log", "ab") as log:
-            self.proc = subprocess.Popen([*cmd, str(work_dir / "config.json")], stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=paths.PROJECT_ROOT)
+    def launch(self, cmd: list[str], ctx: EngineContext[Any], config: dict[str, Any]) -> None:
+        self.start(cmd, ctx.work_dir, config, run_id=ctx.run_id, load_id=ctx.load_id)
 
     @property
     def status_file(self) -> Path:
@@ -40,17 +31,11 @@ class StatusFileJob:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise HarnessError(f"the {self.what} exited while starting:\n"
-                                   f"{processes.tail(self.status_file.with_name('job.log'))}", exit_code=EXIT_FAILED)
+                                   f"{processes.tail(self.log_file)}", exit_code=EXIT_FAILED)
             if self.status_file.exists():
                 return
             time.sleep(0.1)
         raise HarnessError(f"the {self.what} did not start within {timeout_s:.0f} s", exit_code=EXIT_FAILED)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.alive() and self.proc else []
 
     def status(self) -> dict[str, Any]:
         try:
@@ -63,17 +48,6 @@ class StatusFileJob:
         if not st:
             return None
         return Position({int(p): int(o) for p, o in st.get("offsets", {}).items()}, st.get("records_in"))
-
-    def stop(self, grace_s: float = 15) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        processes.terminate_tree(self.proc.pid, timeout=10)
 
 
 class LocalJobEngine(EngineBase[S]):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.loadgen.schedule import Schedule
+from harness.records import HEARTBEAT_KEY  # noqa: F401  (the generator sends it; one definition)
 from harness.scenario import Scenario
 
 KIND_NORMAL = 0
@@ -26,7 +27,6 @@ MALFORMED_KINDS = (
 )
 KIND_MALFORMED_FIRST = 3
 KIND_NAMES = ("normal", "out_of_order", "late") + MALFORMED_KINDS
-HEARTBEAT_KEY = "__heartbeat__"
 VALUE_MAX = 1000
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -110,3 +112,102 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return not alive(pid)
+
+
+# -- the process registry ---------------------------------------------------------------------------------
+# Every process an engine's launcher or a session cluster starts is recorded in <stack dir>/processes/<pid>.json
+# with its start time (psutil's create_time), so a harness killed with SIGKILL leaves a list of what it owned:
+# `harness stack status` shows it and `harness stack down` stops it. An entry names a process by pid *and*
+# create_time: a pid the kernel has since given to another process never matches, and is never signalled.
+
+
+def _registry() -> Path:
+    from harness import paths
+
+    return paths.process_registry_dir()
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return None
+
+
+def register(pid: int, what: str, **owner: str | None) -> None:
+    """Record pid (still running) in the registry; owner: e.g. run_id and load_id."""
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            entry = {"pid": pid, "create_time": p.create_time(), "cmdline": p.cmdline(), "what": what,
+                     "pgid": os.getpgid(pid), **{k: v for k, v in owner.items() if v is not None}}
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return
+    d = _registry()
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".{pid}.json.tmp"
+    tmp.write_text(json.dumps(entry, indent=2))
+    tmp.replace(d / f"{pid}.json")
+
+
+def unregister(pid: int) -> None:
+    (_registry() / f"{pid}.json").unlink(missing_ok=True)
+
+
+def registered() -> list[dict[str, Any]]:
+    """Every registry entry, oldest first; `alive` says whether the very process it names still runs."""
+    out = []
+    for f in _registry().glob("*.json"):
+        try:
+            entry = json.loads(f.read_text())
+            int(entry["pid"]), float(entry["create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            f.unlink(missing_ok=True)  # unreadable: nothing it names can be checked, so nothing to stop
+            continue
+        entry["alive"] = _registered_process(entry) is not None
+        out.append(entry)
+    return sorted(out, key=lambda e: e["create_time"])
+
+
+def _registered_process(entry: dict[str, Any]) -> psutil.Process | None:
+    try:
+        p = psutil.Process(int(entry["pid"]))
+        if abs(p.create_time() - float(entry["create_time"])) > 0.05 or not _running(p):
+            return None
+        return p
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def group_members(pgid: int, since: float) -> list[psutil.Process]:
+    """Processes in process group pgid created at or after `since` (a create_time), except this process's own
+    group: what is left of a job that was started in its own session (start_new_session: pgid = its pid)."""
+    if pgid <= 1 or pgid == os.getpgrp():
+        return []
+    out = []
+    for p in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["create_time"] >= since - 0.05 and _running(p):
+                out.append(p)
+        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+def stop_registered(timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Stop every registered process that still runs, with its process tree and (for a process that leads its
+    own group) its process group; remove every entry. Newest first: a job before the cluster it runs on, so a
+    job can still cancel itself there. Returns the entries that were running."""
+    entries = registered()
+    for entry in reversed(entries):
+        procs: list[psutil.Process] = []
+        p = _registered_process(entry)
+        if p is not None:
+            procs += with_children([p.pid])
+        if entry.get("pgid") == entry["pid"]:
+            procs += group_members(int(entry["pid"]), float(entry["create_time"]))
+        unique = {q.pid: q for q in procs}
+        if unique:
+            terminate_all(list(unique.values()), timeout)
+        unregister(int(entry["pid"]))
+    return [e for e in entries if e["alive"]]

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.engines.launcher import job_config
 from harness.engines.local_job import LocalJobEngine, StatusFileJob
 from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Skip
 from harness.scenario import Scenario
@@ -45,14 +46,8 @@ class BaselineEngine(LocalJobEngine[BaselineSettings]):
         return {"confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0]}
 
     def start(self, ctx: EngineContext[BaselineSettings]) -> None:
-        w = ctx.scenario.query.window
-        self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx.work_dir, {
-            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
-            "dsn": ctx.dsn, "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
-            "window": {"type": w.type, "size": w.size, "slide": w.slide, "gap": w.gap},
-            "watermark_delay_ms": ctx.scenario.query.watermark_delay, "poll_batch": ctx.settings.poll_batch,
-            "status_file": str(ctx.work_dir / "status.json"),
-        })
+        self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx,
+                        job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
 
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()

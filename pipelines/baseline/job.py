@@ -31,7 +31,7 @@ class Windows:
 
     def __init__(self, window: dict[str, Any]) -> None:
         self.type = window["type"]
-        self.size, self.slide, self.gap = window.get("size"), window.get("slide"), window.get("gap")
+        self.size, self.slide, self.gap = window.get("size_ms"), window.get("slide_ms"), window.get("gap_ms")
         self.state: dict[tuple[str, int, int], list[int]] = {}
         self.sessions: dict[str, list[list[int]]] = {}  # key -> [[start, end, cnt, sum, min, max, last]]
         self.ends: list[tuple[int, str, int]] = []  # heap of (end, key, start) for tumbling/sliding

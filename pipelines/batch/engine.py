@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from harness.durations import Millis, format_duration
+from harness.engines.launcher import job_config
 from harness.engines.local_job import LocalJobEngine, StatusFileJob
 from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Skip
 from harness.scenario import Scenario
@@ -69,15 +70,9 @@ class BatchEngine(LocalJobEngine[BatchSettings]):
         return {"pandas": version("pandas")}
 
     def start(self, ctx: EngineContext[BatchSettings]) -> None:
-        w = ctx.scenario.query.window
-        self.job.launch([sys.executable, "-m", "pipelines.batch.job", "schedule"], ctx.work_dir, {
-            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
-            "dsn": ctx.dsn, "load_id": ctx.load_id, "repeat": ctx.repeat,
-            "window": {"type": w.type, "size": w.size, "slide": w.slide, "gap": w.gap},
-            "grace_ms": self._grace(ctx.scenario, ctx.settings), "lookback_ms": ctx.settings.lookback,
-            "interval_ms": ctx.settings.interval, "status_file": str(ctx.work_dir / "status.json"),
-            "started_ms": time.time_ns() // 1_000_000,
-        })
+        self.job.launch([sys.executable, "-m", "pipelines.batch.job", "schedule"], ctx, job_config(
+            ctx, self.name, grace_ms=self._grace(ctx.scenario, ctx.settings), lookback_ms=ctx.settings.lookback,
+            interval_ms=ctx.settings.interval, started_ms=time.time_ns() // 1_000_000))
 
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()

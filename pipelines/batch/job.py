@@ -112,8 +112,9 @@ def _sessions(state: pd.DataFrame, new: pd.DataFrame, gap: int) -> pd.DataFrame:
 def run_once(cfg: dict[str, Any]) -> dict[str, int]:
     started = time.time()
     now_ms = int(started * 1000)
-    load_id, window = cfg["load_id"], Window(**{k: (f"{v}ms" if v is not None else None)
-                                                if k != "type" else v for k, v in cfg["window"].items()})
+    w = cfg["window"]
+    load_id, window = cfg["load_id"], Window(type=w["type"], **{
+        f: f"{w[f + '_ms']}ms" for f in ("size", "slide", "gap") if w.get(f + "_ms") is not None})
     grace, lookback = cfg["grace_ms"], cfg["lookback_ms"]
     with psycopg.connect(cfg["dsn"]) as conn:
         conn.execute(STATE_DDL)

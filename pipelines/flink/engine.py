@@ -4,10 +4,7 @@ a local standalone session cluster the harness starts, or any running JobManager
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -19,6 +16,7 @@ from pydantic import Field, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines.launcher import JobProcess, job_config
 from harness.engines.protocol import Capabilities, EngineBase, EngineContext, EngineSettings, Plan, Position, Skip
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
@@ -67,7 +65,7 @@ class FlinkEngine(EngineBase[FlinkSettings]):
     settings_model = FlinkSettings
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.job = JobProcess("flink job")
         self.ctx: EngineContext | None = None
         self.cluster: SessionCluster | None = None
         self._rest: str | None = None
@@ -110,33 +108,25 @@ class FlinkEngine(EngineBase[FlinkSettings]):
         jobmanager = s.jobmanager
         if s.mode == "session":
             jvm.find_java()
-            self.cluster = SessionCluster(ctx.work_dir, slots=s.parallelism)
+            self.cluster = SessionCluster(ctx.work_dir, slots=s.parallelism, owner={"run_id": ctx.run_id,
+                                                                                   "load_id": ctx.load_id})
             self.cluster.start()
             jobmanager = self.cluster.address
-        w = ctx.scenario.query.window
-        cfg = {
-            "bootstrap": ctx.bootstrap, "topic": ctx.topic,
-            "jdbc_url": f"jdbc:postgresql://{host}:{port}/{db}", "jdbc_user": urllib.parse.unquote(user),
-            "jdbc_password": urllib.parse.unquote(password),
-            "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
-            "window": {"type": w.type, "size_ms": w.size, "slide_ms": w.slide, "gap_ms": w.gap},
-            "watermark_delay_ms": ctx.scenario.query.watermark_delay, "idle_timeout_ms": s.idle_timeout,
-            "parallelism": s.parallelism, "checkpoint_interval_ms": s.checkpoint_interval,
-            "checkpoint_mode": s.checkpoint_mode,
-            "start_offsets": {"timestamp": s.start_timestamp} if s.start_offsets == "timestamp" else s.start_offsets,
-            "buffer_timeout_ms": s.buffer_timeout, "watermark_interval_ms": s.watermark_interval,
-            "sink_flush_interval_ms": s.sink_flush_interval, "sink_batch_size": s.sink_batch_size,
-            "jars": [str(j) for j in jvm.jars("flink")],
-            "mode": "mini" if s.mode == "mini" else "remote", "jobmanager": jobmanager,
-            "rest_port": net.free_port() if s.mode == "mini" else None,
-            "metrics_file": str(ctx.work_dir / "job.json"),
-        }
-        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
-        log = open(ctx.work_dir / "job.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, str(paths.pipelines_dir() / "flink" / "job.py"),
-                                      str(ctx.work_dir / "config.json")],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=ctx.work_dir, start_new_session=True)
-        log.close()
+        cfg = job_config(
+            ctx, self.name,
+            jdbc_url=f"jdbc:postgresql://{host}:{port}/{db}", jdbc_user=urllib.parse.unquote(user),
+            jdbc_password=urllib.parse.unquote(password),
+            idle_timeout_ms=s.idle_timeout, parallelism=s.parallelism, checkpoint_interval_ms=s.checkpoint_interval,
+            checkpoint_mode=s.checkpoint_mode,
+            start_offsets={"timestamp": s.start_timestamp} if s.start_offsets == "timestamp" else s.start_offsets,
+            buffer_timeout_ms=s.buffer_timeout, watermark_interval_ms=s.watermark_interval,
+            sink_flush_interval_ms=s.sink_flush_interval, sink_batch_size=s.sink_batch_size,
+            jars=[str(j) for j in jvm.jars("flink")],
+            mode="mini" if s.mode == "mini" else "remote", jobmanager=jobmanager,
+            rest_port=net.free_port() if s.mode == "mini" else None,
+            metrics_file=str(ctx.work_dir / "job.json"))
+        self.job.start([sys.executable, str(paths.pipelines_dir() / "flink" / "job.py")], ctx.work_dir, cfg,
+                       cwd=ctx.work_dir, run_id=ctx.run_id, load_id=ctx.load_id)
 
     def _get(self, path: str) -> Any:
         assert self._rest is not None
@@ -168,11 +158,10 @@ class FlinkEngine(EngineBase[FlinkSettings]):
                            exit_code=EXIT_FAILED)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.job.alive()
 
     def pids(self) -> list[int]:
-        own = [self.proc.pid] if self.alive() and self.proc else []
-        return own + (self.cluster.pids() if self.cluster else [])
+        return self.job.pids() + (self.cluster.pids() if self.cluster else [])
 
     # -- what the engine reports ----------------------------------------------------------------------------
     def _source_metrics(self) -> dict[str, float]:
@@ -229,19 +218,9 @@ class FlinkEngine(EngineBase[FlinkSettings]):
         return out
 
     def stop(self) -> None:
-        if self.proc is not None:
-            tree = processes.with_children([self.proc.pid])
-            if self.proc.poll() is None:
-                self.proc.terminate()  # job.py cancels a remote job on SIGTERM; a mini-cluster dies with it
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    pass
-            processes.terminate_all(tree, timeout=10)  # the gateway JVM, if it outlived its parent
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
-            except (ProcessLookupError, PermissionError):
-                pass
+        # job.py cancels a remote job on SIGTERM; a mini-cluster dies with it; then the gateway JVM, if it
+        # outlived its parent, and anything else left in the job's session
+        self.job.stop(grace_s=30)
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from typing import Any, Literal
@@ -16,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines.launcher import JobProcess, job_config
 from harness.engines.protocol import (Capabilities, EngineBase, EngineContext, EngineRefused, EngineSettings, Plan,
                                       Position, Skip)
 from harness.errors import EXIT_FAILED, HarnessError
@@ -113,7 +112,7 @@ class SparkEngine(EngineBase[SparkSettings]):
     settings_model = SparkSettings
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.job = JobProcess("spark job")
         self.ctx: EngineContext | None = None
         self.cluster: Any = None
 
@@ -161,36 +160,25 @@ class SparkEngine(EngineBase[SparkSettings]):
         if master == "standalone":
             from pipelines.spark.cluster import StandaloneCluster
 
-            self.cluster = StandaloneCluster(ctx.work_dir, cores=s.worker_cores, memory=s.executor_memory)
+            self.cluster = StandaloneCluster(ctx.work_dir, cores=s.worker_cores, memory=s.executor_memory,
+                                             owner={"run_id": ctx.run_id, "load_id": ctx.load_id})
             self.cluster.start()
             master = self.cluster.url
-        w = ctx.scenario.query.window
-        cfg = {
-            "bootstrap": ctx.bootstrap, "topic": ctx.topic, "partitions": ctx.scenario.topic.partitions,
-            "dsn": ctx.dsn,
-            "load_id": ctx.load_id, "engine": self.name, "repeat": ctx.repeat,
-            "window": {"type": w.type, "size_ms": w.size, "slide_ms": w.slide, "gap_ms": w.gap},
-            "watermark_delay_ms": ctx.scenario.query.watermark_delay,
-            "trigger": {"kind": s.trigger, "interval_ms": int(s.trigger_interval)},
-            "output_mode": s.output_mode, "master": master, "shuffle_partitions": s.shuffle_partitions,
-            "driver_memory": s.driver_memory, "executor_memory": s.executor_memory,
-            "cores_max": s.worker_cores if s.master == "standalone" else None,
-            "log_level": s.log_level, "warmup_batches": s.warmup_batches, "spark_conf": dict(s.spark_conf),
-            "query_restarts": s.query_restarts,
-            "jars": [str(j) for j in jvm.jars("spark")],
-            "work_dir": str(ctx.work_dir), "checkpoint_dir": str(ctx.work_dir / "checkpoint"),
-            "status_file": str(ctx.work_dir / "status.json"),
-        }
-        (ctx.work_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+        cfg = job_config(
+            ctx, self.name,
+            trigger={"kind": s.trigger, "interval_ms": int(s.trigger_interval)},
+            output_mode=s.output_mode, master=master, shuffle_partitions=s.shuffle_partitions,
+            driver_memory=s.driver_memory, executor_memory=s.executor_memory,
+            cores_max=s.worker_cores if s.master == "standalone" else None,
+            log_level=s.log_level, warmup_batches=s.warmup_batches, spark_conf=dict(s.spark_conf),
+            query_restarts=s.query_restarts,
+            jars=[str(j) for j in jvm.jars("spark")],
+            work_dir=str(ctx.work_dir), checkpoint_dir=str(ctx.work_dir / "checkpoint"))
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
                "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(
                    p for p in (str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
-        log = open(ctx.work_dir / "job.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, str(paths.pipelines_dir() / "spark" / "job.py"),
-                                      str(ctx.work_dir / "config.json")],
-                                     stdout=log, stderr=subprocess.STDOUT, cwd=ctx.work_dir, env=env,
-                                     start_new_session=True)
-        log.close()
+        self.job.start([sys.executable, str(paths.pipelines_dir() / "spark" / "job.py")], ctx.work_dir, cfg,
+                       cwd=ctx.work_dir, env=env, run_id=ctx.run_id, load_id=ctx.load_id)
 
     def wait_running(self, timeout_s: float) -> None:
         """Returns once the query has completed its first micro-batch (it then reads the topic)."""
@@ -219,11 +207,10 @@ class SparkEngine(EngineBase[SparkSettings]):
                 f"windows")
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.job.alive()
 
     def pids(self) -> list[int]:
-        own = [self.proc.pid] if self.alive() and self.proc else []
-        return own + (self.cluster.pids() if self.cluster else [])
+        return self.job.pids() + (self.cluster.pids() if self.cluster else [])
 
     # -- what the engine reports ----------------------------------------------------------------------------
     def _status(self) -> dict[str, Any]:
@@ -300,24 +287,9 @@ class SparkEngine(EngineBase[SparkSettings]):
         return out
 
     def stop(self) -> None:
-        if self.proc is not None:
-            tree = processes.with_children([self.proc.pid])
-            if self.proc.poll() is None:
-                self.proc.terminate()  # job.py stops the query and the SparkContext on SIGTERM
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    pass
-            processes.terminate_all(tree, timeout=10)  # the driver JVM, if it outlived its parent
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # anything else left in the job's session
-            except (ProcessLookupError, PermissionError):
-                pass
-            if self.proc.poll() is None:
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+        # job.py stops the query and the SparkContext on SIGTERM; then the driver JVM, if it outlived its
+        # parent, and anything else left in the job's session
+        self.job.stop(grace_s=30)
         if self.cluster is not None:
             self.cluster.stop()
             self.cluster = None

@@ -54,7 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-HEARTBEAT_KEY = "__heartbeat__"
+from harness.records import HEARTBEAT_KEY, RULE_FIELDS  # the one rule (PYTHONPATH holds the project root)
 ENGINE = "spark"
 MALFORMED_METRIC = "malformed"
 NONCE = uuid.uuid4().hex  # see parse()
@@ -64,7 +64,8 @@ FAULT_ENV = "HARNESS_SPARK_FAIL_AFTER_WRITE"
 REFUSAL_CLASSES = ("STREAMING_REAL_TIME_MODE", "STREAMING_OUTPUT_MODE", "UNSUPPORTED_", "NOT_SUPPORTED",
                    "IDENTICAL_SOURCES_IN_UNION_NOT_SUPPORTED", "OUTPUT_MODE_NOT_SUPPORTED")
 
-RULE_FIELDS = {"event_id": "BIGINT", "value": "BIGINT", "event_time": "BIGINT", "key": "STRING"}
+# What schema_of_variant names each JSON type of the rule: BIGINT only for an integer that fits in 64 bits.
+VARIANT_TYPES = {"integer": "BIGINT", "string": "STRING"}
 
 RESULT_COLUMNS = ("load_id", "engine", "repeat", "key", "window_start", "window_end", "cnt", "sum", "min", "max",
                   "last_sent_at")
@@ -106,7 +107,7 @@ def session_gap(gap_ms: int) -> int:
 
 
 def well_formed_expr() -> str:
-    checks = [f"schema_of_variant(variant_get(v, '$.{f}')) = '{t}'" for f, t in RULE_FIELDS.items()]
+    checks = [f"schema_of_variant(variant_get(v, '$.{f}')) = '{VARIANT_TYPES[t]}'" for f, t in RULE_FIELDS.items()]
     # is_valid_utf8: the text must be UTF-8 (the harness's parser refuses invalid bytes).
     return "coalesce(is_valid_utf8(raw) AND v IS NOT NULL AND " + " AND ".join(checks) + ", false)"
 
