@@ -48,7 +48,7 @@ class EngineRun:
 
     # -- phases ----------------------------------------------------------------------------------------------
     def prepare(self, plan: Plan) -> None:
-        self.entry.update(status="starting", started_at=utc_now(), promised_answer=plan.promised_answer)
+        self.entry["promised_answer"] = plan.promised_answer
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.load.prepare()
 
@@ -141,7 +141,7 @@ class EngineRun:
         if not isinstance(plan, Plan):
             self.hooks.message(f"{self.name}: skipped: {plan.reason}")
             return self.results.add("engines", {**self.describe(), "status": "skipped", "reason": plan.reason})
-        self.entry = self.results.add("engines", self.describe())
+        self.entry = self.results.add("engines", {**self.describe(), "status": "starting", "started_at": utc_now()})
         try:
             self.prepare(plan)
             self.start_engine()
