@@ -16,8 +16,9 @@ from pydantic import Field, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
-from harness.engines.protocol import Capabilities, EngineBase, EngineContext, EngineSettings, Plan, Position, Skip
+from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Position, Skip
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, net, processes
@@ -55,7 +56,7 @@ class FlinkSettings(EngineSettings):
         return self
 
 
-class FlinkEngine(EngineBase[FlinkSettings]):
+class FlinkEngine(ClusterJobEngine[FlinkSettings]):
     name = "flink"
     display_name = "Apache Flink (continuous)"
     colour = "#1f77b4"  # blue, in every plot and report
@@ -157,12 +158,6 @@ class FlinkEngine(EngineBase[FlinkSettings]):
         raise HarnessError(f"the Flink job was not running after {timeout_s:.0f} s; see {self.ctx.work_dir}",
                            exit_code=EXIT_FAILED)
 
-    def alive(self) -> bool:
-        return self.job.alive()
-
-    def pids(self) -> list[int]:
-        return self.job.pids() + (self.cluster.pids() if self.cluster else [])
-
     # -- what the engine reports ----------------------------------------------------------------------------
     def _source_metrics(self) -> dict[str, float]:
         """The source vertex's metrics, summed over subtasks (each Kafka partition lives on one subtask)."""
@@ -216,14 +211,6 @@ class FlinkEngine(EngineBase[FlinkSettings]):
         except (OSError, ValueError):
             pass
         return out
-
-    def stop(self) -> None:
-        # job.py cancels a remote job on SIGTERM; a mini-cluster dies with it; then the gateway JVM, if it
-        # outlived its parent, and anything else left in the job's session
-        self.job.stop(grace_s=30)
-        if self.cluster is not None:
-            self.cluster.stop()
-            self.cluster = None
 
 
 ENGINE = FlinkEngine

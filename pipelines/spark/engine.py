@@ -14,8 +14,9 @@ from pydantic import Field, field_validator, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
-from harness.engines.protocol import (Capabilities, EngineBase, EngineContext, EngineRefused, EngineSettings, Plan,
+from harness.engines.protocol import (Capabilities, EngineContext, EngineRefused, EngineSettings, Plan,
                                       Position, Skip)
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
@@ -97,7 +98,7 @@ def pyspark_version() -> str:
         return "unknown"
 
 
-class SparkEngine(EngineBase[SparkSettings]):
+class SparkEngine(ClusterJobEngine[SparkSettings]):
     name = "spark"
     display_name = "Spark Structured Streaming (micro-batch)"
     colour = "#ff7f0e"  # orange, in every plot and report
@@ -206,12 +207,6 @@ class SparkEngine(EngineBase[SparkSettings]):
         return (f"trigger {s.trigger}, output mode {s.output_mode}, {self.ctx.scenario.query.window.type} "
                 f"windows")
 
-    def alive(self) -> bool:
-        return self.job.alive()
-
-    def pids(self) -> list[int]:
-        return self.job.pids() + (self.cluster.pids() if self.cluster else [])
-
     # -- what the engine reports ----------------------------------------------------------------------------
     def _status(self) -> dict[str, Any]:
         if self.ctx is None:
@@ -285,14 +280,6 @@ class SparkEngine(EngineBase[SparkSettings]):
                     "spark.sql.streaming.statefulOperator.allowMultiple": False,
                 }.items() if str(SPARK_DEFAULTS[k]) != str(v)}
         return out
-
-    def stop(self) -> None:
-        # job.py stops the query and the SparkContext on SIGTERM; then the driver JVM, if it outlived its
-        # parent, and anything else left in the job's session
-        self.job.stop(grace_s=30)
-        if self.cluster is not None:
-            self.cluster.stop()
-            self.cluster = None
 
 
 ENGINE = SparkEngine
