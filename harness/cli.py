@@ -307,6 +307,36 @@ def engines_cmd() -> None:
     out.print(table)
 
 
+@app.command("setup")
+@user_errors
+def setup_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be done; change nothing."),
+    force: bool = typer.Option(False, "--force", help="Redo every step, even those whose stamp is up to date."),
+) -> None:
+    """Fetch what the stack and every discovered engine need: jars, Python requirements, own environments.
+
+    Each engine says what it needs with files in its folder: a pom.xml (its jars: `mvn -f <folder>/pom.xml generate-resources -Djars.dir=...` copies them to .cache/jars/<name>/) and a requirements.txt (its Python libraries). An engine whose class sets environment = "shared" gets them in the harness's environment: one pip call for every shared engine together with the harness's pins, so a conflict is an error; environment = "own" gets a venv of its own in .cache/envs/<name>. The Kafka broker's jars come from jvm/kafka/pom.xml.
+
+    Engines are found like everywhere else: folders in pipelines/ (or HARNESS_ENGINE_PATH) and entry points in the group stream_harness.engines, so a plug-in engine is set up the same way. Every step is skipped while its inputs are unchanged, so running this again is quick. `make setup` runs it after installing the harness.
+    """  # noqa: E501 (one line per paragraph: the help text is wrapped to the terminal)
+    from harness.engines import requirements
+
+    needs = requirements.all_needs()
+    steps = requirements.plan(needs)
+    outcomes = requirements.run(steps, dry_run=dry_run, force=force, progress=say)
+    for o in outcomes:
+        verb = {"done": "[green]done[/]", "up to date": "[dim]up to date[/]", "would run": "[yellow]would run[/]"}
+        out.print(f"{verb[o.status]}  {o.step.label}", highlight=False)
+        if o.status != "up to date":
+            for cmd in o.step.shown():
+                out.print(f"    {cmd}", highlight=False, markup=False)
+    covered = {n.name for s in steps for n in s.needs}
+    for n in needs:
+        if n.name not in covered:
+            out.print(f"[dim]nothing to set up[/]  {n.label} (no pom.xml or requirements.txt in its folder)",
+                      highlight=False)
+
+
 def _print_run_summary(run_dir: Path) -> None:
     from harness.storage.results import load_result
 

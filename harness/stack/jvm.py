@@ -1,4 +1,5 @@
-"""Finding java and the jars Maven fetched (jvm/pom.xml -> .cache/jars/<group>/)."""
+"""Finding java and the jars Maven fetched (`harness setup`: jvm/kafka/pom.xml and pipelines/<name>/pom.xml ->
+.cache/jars/<name>/; group = the stack's "kafka" or an engine's name)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def jar_dir(group: str) -> Path:
     if not d.is_dir() or not any(d.glob("*.jar")):
         raise HarnessError(
             f"the {group} jars are missing from {d}",
-            hint="run `make setup` (it runs `mvn -f jvm/pom.xml generate-resources`)",
+            hint="run `harness setup` (or `make setup`): it runs `mvn -f <pom.xml> generate-resources` for the stack's "
+                 "jvm/kafka/pom.xml and each engine folder's pom.xml",
         )
     return d
 
