@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -27,12 +28,47 @@ def _stack_processes(stack_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def _health_stats(dsn: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables "
+                           "WHERE relname = 'harness_health'").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def test_up_serves_both(svc: Svc) -> None:
+    """`stack up` already returned in the fixture; it must have left both serving. Each probe is checked by what
+    it left behind, seen by a client of the test's own: the Kafka probe's record in its topic, and the PostgreSQL
+    probe's insert and delete in the server's table statistics."""
+    import re
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from conftest import consume_topic
     from harness.stack import probes
 
-    # `stack up` already returned in the fixture; it must have left both serving.
-    assert probes.probe_kafka(svc.bootstrap) > 0
-    assert probes.probe_postgres(svc.dsn) > 0
+    def end_offset() -> int:
+        c = Consumer(probes.kafka_conf(svc.bootstrap, **{"group.id": "test-health"}))
+        try:
+            return c.get_watermark_offsets(TopicPartition(probes.HEALTH_TOPIC, 0), timeout=10)[1]
+        except Exception:  # the topic does not exist yet
+            return 0
+        finally:
+            c.close()
+
+    before = end_offset()
+    probes.probe_kafka(svc.bootstrap)
+    records = consume_topic(svc.bootstrap, probes.HEALTH_TOPIC, 1)
+    assert len(records) == before + 1 and re.fullmatch(rb"[0-9a-f]{32}", records[-1][3] or b""), records[-3:]
+
+    ins, dels = _health_stats(svc.dsn)
+    probes.probe_postgres(svc.dsn)
+    deadline = time.monotonic() + 10  # a backend reports its table statistics when it ends
+    while _health_stats(svc.dsn) != (ins + 1, dels + 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _health_stats(svc.dsn) == (ins + 1, dels + 1)
     r = run_cli("stack", "status")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("running") == 2
