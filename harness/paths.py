@@ -25,7 +25,7 @@ def process_registry_dir() -> Path:
 
 
 def jars_dir() -> Path:
-    """Jars that Maven copied from jvm/pom.xml, one folder per classpath (HARNESS_JARS_DIR)."""
+    """Jars that `harness setup` had Maven copy, one folder per engine or the broker (HARNESS_JARS_DIR)."""
     return _env_path("HARNESS_JARS_DIR", PROJECT_ROOT / ".cache" / "jars")
 
 

@@ -42,8 +42,14 @@ def _from_folder(root: Path, f: Path) -> type | None:
     if root == paths.pipelines_dir():
         module = importlib.import_module(f"pipelines.{name}.engine")
     else:  # a folder outside the project: its parent goes on sys.path, so `<name>.job` imports too
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
+        if str(root) in sys.path:
+            sys.path.remove(str(root))
+        sys.path.insert(0, str(root))
+        cached = sys.modules.get(f"{name}.engine")
+        if cached is not None and Path(getattr(cached, "__file__", "") or "").resolve() != f.resolve():
+            # the same name from another folder earlier in this process: import this folder's instead
+            for mod in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+                del sys.modules[mod]
         module = importlib.import_module(f"{name}.engine")
     return getattr(module, "ENGINE", None)
 
