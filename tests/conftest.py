@@ -69,3 +69,53 @@ def scenario_dict(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+Record = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
+
+
+def consume_topic(bootstrap: str, topic: str, partitions: int) -> list[Record]:
+    """Every record in the topic up to its end offsets now, read by a consumer of the test's own."""
+    from collections import defaultdict
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from harness.stack.probes import kafka_conf
+
+    c = Consumer(kafka_conf(bootstrap, **{"group.id": "test-reader", "enable.auto.commit": False}))
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out: list[Record] = []
+    got: dict[int, int] = defaultdict(int)
+    try:
+        while any(got[p] < ends[p] for p in ends):
+            m = c.poll(1.0)
+            if m is None or m.error():
+                continue
+            out.append((m.partition(), m.offset(), m.key(), m.value()))
+            got[m.partition()] = m.offset() + 1
+    finally:
+        c.close()
+    return out
+
+
+def classify(value: bytes | None) -> str:
+    """A record's kind by the README rule, applied here with orjson rather than harness.records: "well_formed",
+    "heartbeat", or the malformed kind the generator meant (MALFORMED_KINDS)."""
+    import orjson
+
+    try:
+        obj = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return "invalid_json"
+    if not isinstance(obj, dict) or not {"event_id", "key", "value", "event_time"} <= obj.keys():
+        return "missing_field"
+    if obj["event_time"] is None:
+        return "null_event_time"
+    if not isinstance(obj["key"], str):
+        return "key_not_string"
+    if type(obj["value"]) is not int:
+        return "value_not_integer"
+    if type(obj["event_time"]) is not int:
+        return "event_time_not_integer"
+    return "heartbeat" if obj["key"] == "__heartbeat__" else "well_formed"
