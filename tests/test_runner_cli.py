@@ -60,21 +60,32 @@ def test_interrupt_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp
                             # a shell without job control starts background jobs with SIGINT ignored, and
                             # Python then installs no KeyboardInterrupt handler: give the CLI a terminal's Ctrl-C
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    result = None
-    while time.monotonic() < deadline:  # wait until the engine runs and the load is under way
-        found = list((tmp_path / "r").glob("*/result.json"))
-        if found:
-            result = found[0]
-            doc = json.loads(result.read_text())
-            if doc["engines"] and doc["engines"][0]["status"] == "running":
+    # Interrupt once the engine has read a second and a half of the load (400 events/s), as its own status file
+    # says: the monitor, which samples every 0.5 s, has then recorded reading at least once.
+    try:
+        deadline = time.monotonic() + 90
+        status: dict = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list((tmp_path / "r").glob("*/engines/baseline-0/status.json"))
+            try:
+                status = json.loads(found[0].read_text()) if found else {}
+            except ValueError:  # never half-written (it is replaced whole), but do not let a read race fail the test
+                status = {}
+            if status.get("records_in", 0) >= 600:
                 break
-        time.sleep(0.5)
-    time.sleep(4)
+            time.sleep(0.1)
+        assert status.get("records_in", 0) >= 600, (status, proc.poll())
+    except BaseException:
+        proc.terminate()  # never leave the run going: SIGTERM stops its engine too
+        try:
+            proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        raise
+    [result] = list((tmp_path / "r").glob("*/result.json"))
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert result is not None
     doc = json.loads(result.read_text())
     assert doc["status"] == "interrupted"
     [e] = doc["engines"]
