@@ -58,7 +58,7 @@ def test_session_boundary_in_baseline_and_batch() -> None:
     from pipelines.baseline.job import Windows
     from pipelines.batch.job import _sessions
 
-    w = Windows({"type": "session", "gap": GAP})
+    w = Windows({"type": "session", "gap_ms": GAP})
     for key, t, v in BOUNDARY:
         assert w.add(key, t, v, t + 1, watermark=0)
     assert sorted(w.fire(watermark=10**9)) == BOUNDARY_SESSIONS
