@@ -66,9 +66,9 @@ class JobProcess:
             self.proc = subprocess.Popen([*cmd, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=cwd or paths.PROJECT_ROOT, env=env,
                                          start_new_session=True)
-        self._created, self._stopped = processes.create_time(self.proc.pid), False
-        processes.register(self.proc.pid, self.what, run_id=run_id, load_id=load_id or config.get("load_id"),
-                           work_dir=str(work_dir))
+        self._stopped = False
+        self._created = processes.register(self.proc.pid, self.what, run_id=run_id,
+                                           load_id=load_id or config.get("load_id"), work_dir=str(work_dir))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -268,12 +267,12 @@ def _run_own(step: Step) -> None:
     site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     for pkg in dict.fromkeys(n.packages):    # the harness and the engine's package, without their dependencies
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or not spec.submodule_search_locations:
+        src = paths.package_dir(pkg)
+        if src is None:
             raise HarnessError(f"setup of {n.label}: package {pkg!r} not found to link into {step.target}")
         link = Path(site) / pkg
         if not link.exists():
-            link.symlink_to(Path(list(spec.submodule_search_locations)[0]).resolve(), target_is_directory=True)
+            link.symlink_to(src, target_is_directory=True)
 
 
 def _run_jars(step: Step) -> None:

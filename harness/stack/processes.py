@@ -134,20 +134,42 @@ def create_time(pid: int) -> float | None:
         return None
 
 
-def register(pid: int, what: str, **owner: str | None) -> None:
-    """Record pid (still running) in the registry; owner: e.g. run_id and load_id."""
+def register(pid: int, what: str, **owner: str | None) -> float | None:
+    """Record pid (still running) in the registry; owner: e.g. run_id and load_id. Returns its create_time
+    (None: it had already exited and nothing was recorded)."""
     try:
         p = psutil.Process(pid)
         with p.oneshot():
             entry = {"pid": pid, "create_time": p.create_time(), "cmdline": p.cmdline(), "what": what,
                      "pgid": os.getpgid(pid), **{k: v for k, v in owner.items() if v is not None}}
     except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return
+        return None
     d = _registry()
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / f".{pid}.json.tmp"
     tmp.write_text(json.dumps(entry, indent=2))
     tmp.replace(d / f"{pid}.json")
+    return float(entry["create_time"])
+
+
+class ClusterRegistrations:
+    """The JVMs a local cluster's scripts started (not children of the harness), recorded in the registry
+    under one name and owner until the cluster has stopped them."""
+
+    def __init__(self, what: str, owner: dict[str, str] | None = None) -> None:
+        self.what, self.owner = what, owner or {}
+        self.pids: set[int] = set()
+
+    def add(self, pids: list[int]) -> None:
+        for pid in set(pids) - self.pids:
+            register(pid, self.what, **self.owner)
+            self.pids.add(pid)
+
+    def release(self) -> None:
+        """Drop the entries of the JVMs that are gone; one still running stays listed for `stack down`."""
+        for pid in [p for p in self.pids if not alive(p)]:
+            unregister(pid)
+            self.pids.discard(pid)
 
 
 def unregister(pid: int) -> None:

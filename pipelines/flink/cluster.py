@@ -29,8 +29,7 @@ def flink_home() -> Path:
 class SessionCluster:
     def __init__(self, work_dir: Path, slots: int, owner: dict[str, str] | None = None) -> None:
         self.dir = work_dir / "session-cluster"
-        self.owner = owner or {}  # run_id, load_id: recorded with its JVMs in the process registry
-        self.registered: set[int] = set()
+        self.registry = processes.ClusterRegistrations("flink session cluster", owner)  # owner: run_id, load_id
         self.conf = self.dir / "conf"
         self.logs = self.dir / "log"
         self.pid_dir = self.dir / "pids"
@@ -72,7 +71,7 @@ class SessionCluster:
                 self.stop()
                 raise HarnessError(f"starting the Flink session cluster ({script}) failed:\n{out.stdout}{out.stderr}",
                                    exit_code=EXIT_FAILED)
-            self._register()
+            self.registry.add(self.pids())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -92,12 +91,6 @@ class SessionCluster:
     def pids(self) -> list[int]:
         return processes.pids_from_files(self.pid_dir)
 
-    def _register(self) -> None:
-        """Record the JVMs the scripts started (not children of the harness) in the process registry."""
-        for pid in set(self.pids()) - self.registered:
-            processes.register(pid, "flink session cluster", **self.owner)
-            self.registered.add(pid)
-
     def stop(self) -> None:
         bin_dir = flink_home() / "bin"
         for script in ("taskmanager.sh", "jobmanager.sh"):
@@ -108,7 +101,4 @@ class SessionCluster:
                 pass
         for pid in self.pids():  # whatever the scripts did not stop
             processes.terminate_tree(pid, timeout=15)
-        for pid in self.registered:
-            if not processes.alive(pid):
-                processes.unregister(pid)
-        self.registered = {pid for pid in self.registered if processes.alive(pid)}
+        self.registry.release()

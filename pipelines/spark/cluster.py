@@ -32,8 +32,7 @@ def spark_home() -> Path:
 class StandaloneCluster:
     def __init__(self, work_dir: Path, cores: int, memory: str, owner: dict[str, str] | None = None) -> None:
         self.dir = (work_dir / "standalone").resolve()
-        self.owner = owner or {}  # run_id, load_id: recorded with its JVMs in the process registry
-        self.registered: set[int] = set()
+        self.registry = processes.ClusterRegistrations("spark standalone cluster", owner)  # owner: run_id, load_id
         self.logs = self.dir / "logs"
         self.pid_dir = self.dir / "pids"
         self.worker_dir = self.dir / "work"
@@ -75,7 +74,7 @@ class StandaloneCluster:
                 self.stop()
                 raise HarnessError(f"starting the Spark standalone {cls.rsplit('.', 1)[-1]} failed:\n"
                                    f"{out.stdout}{out.stderr}", exit_code=EXIT_FAILED)
-            self._register()
+            self.registry.add(self.pids())
             if cls == MASTER and not net.wait_for(lambda: net.can_connect("127.0.0.1", self.port) is None, 60):
                 break
         deadline = time.monotonic() + timeout_s
@@ -102,13 +101,6 @@ class StandaloneCluster:
     def pids(self) -> list[int]:
         return processes.pids_from_files(self.pid_dir)
 
-    def _register(self) -> None:
-        """Record the daemons spark-daemon.sh started (not children of the harness) in the process registry;
-        stopping one there stops its tree, the Worker's executors included."""
-        for pid in set(self.pids()) - self.registered:
-            processes.register(pid, "spark standalone cluster", **self.owner)
-            self.registered.add(pid)
-
     def stop(self) -> None:
         # spark-daemon.sh stop sends SIGTERM and deletes the PID file without waiting: take the processes (and
         # the Worker's executors, which an exiting Worker would orphan) first
@@ -120,7 +112,4 @@ class StandaloneCluster:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         processes.terminate_all(started, timeout=15)  # wait for them; kill whatever did not stop
-        for pid in self.registered:
-            if not processes.alive(pid):
-                processes.unregister(pid)
-        self.registered = {pid for pid in self.registered if processes.alive(pid)}
+        self.registry.release()
