@@ -260,17 +260,18 @@ def run_cmd(
                           engine_options=engine_option, repeat=repeat)
         try:
             run_dir = run(opts, hooks)
-        except HarnessError as exc:
-            if "results in " in exc.message:
-                failed_dir = Path(exc.message.rsplit("results in ", 1)[1])
-                _print_run_summary(failed_dir)
-                _write_report(failed_dir)
-            raise
-        except KeyboardInterrupt:
+        finally:
+            # The runner names the folder as soon as it creates it; a failed, interrupted or terminated run
+            # gets its summary and reports too (nothing else is known about a run that never created one).
             if started:
-                _write_report(started[0])
-            raise
-    _print_run_summary(run_dir)
+                _finish(started[0])
+
+
+def _finish(run_dir: Path) -> None:
+    try:
+        _print_run_summary(run_dir)
+    except Exception as exc:  # the reports still say what was measured
+        err.print(f"[yellow]warning:[/] no summary: {type(exc).__name__}: {exc}")
     _write_report(run_dir)
 
 
@@ -338,52 +339,73 @@ def setup_cmd(
 
 
 def _print_run_summary(run_dir: Path) -> None:
-    from harness.storage.results import load_result
+    from harness import results
 
-    doc = load_result(run_dir)
-    out.print(f"run {doc['run_id']}: {doc['status']}" + (f" ({doc['error']})" if doc.get("error") else ""))
-    for load in doc["loads"]:
-        g, t = load["generator"], load["ground_truth"]
-        kinds = t["events_by_kind"]
-        out.print(f"  load {load['load_id']}: sent {g['events_sent']}, acknowledged {g['events_acked']} "
-                  f"at {g['achieved_rate_eps']} events/s; send delay p99 {g['send_delay_ms'].get('p99')} ms, "
-                  f"ack latency p99 {g['ack_latency_ms'].get('p99')} ms; expected windows {t['windows_on_time']} "
-                  f"on time / {t['windows_complete']} complete; late {kinds.get('late', 0)}, "
+    doc = results.load(run_dir)
+    out.print(f"run {doc.run_id}: {doc.status}" + (f" ({doc.error})" if doc.error else ""), highlight=False)
+    for load in doc.loads:
+        g, t = load.generator, load.ground_truth
+        kinds = t.events_by_kind
+        out.print(f"  load {load.load_id}: sent {g.events_sent}, acknowledged {g.events_acked} "
+                  f"at {g.achieved_rate_eps} events/s; send delay p99 {g.send_delay_ms.p99} ms, "
+                  f"ack latency p99 {g.ack_latency_ms.p99} ms; expected windows {t.windows_on_time} "
+                  f"on time / {t.windows_complete} complete; late {kinds.get('late', 0)}, "
                   f"malformed {kinds.get('malformed', 0)}", highlight=False)
-    if doc["engines"]:
+    if doc.engines:
         table = Table(title="engines")
         for col in ("engine", "status", "exact/expected", "wrong", "missing", "extra", "dup", "re-emit",
                     "p50 ms", "p99 ms", "in rec/s", "in/acked", "CPU s/M ev (load)", "peak RSS MB", "note"):
             table.add_column(col, overflow="fold")
-        for e in doc["engines"]:
-            w = e.get("windows", {})
-            c = w.get("correctness", {})
-            lat = w.get("event_to_result_ms", {})
-            th = e.get("throughput", {})
-            res = e.get("resources", {})
-            table.add_row(f"{e['engine']}#{e['repeat']}", e["status"], f"{c.get('exact', '-')}/{c.get('expected', '-')}",
-                          str(c.get("wrong", "-")), str(c.get("missing", "-")), str(c.get("extra", "-")),
-                          str(w.get("duplicates", "-")), str(w.get("re_emissions", "-")), str(lat.get("p50", "-")),
-                          str(lat.get("p99", "-")), str(th.get("in_records_per_s", "-")), str(th.get("in_vs_acked", "-")),
-                          str(e.get("cpu_during_load", {}).get("cpu_seconds_per_million_events", "-")), str(res.get("peak_rss_mb", "-")),
-                          e.get("reason") or e.get("error") or "")
+
+        def show(v: object) -> str:
+            return "-" if v is None else str(v)
+
+        for e in doc.engines:
+            w, th, res, cpu = e.windows, e.throughput, e.resources, e.cpu_during_load
+            c = w.correctness if w else None
+            lat = w.event_to_result_ms if w else None
+            table.add_row(f"{e.engine}#{e.repeat}", e.status,
+                          f"{show(c and c.exact)}/{show(c and c.expected)}", show(c and c.wrong),
+                          show(c and c.missing), show(c and c.extra), show(w and w.duplicates),
+                          show(w and w.re_emissions), show(lat and lat.p50), show(lat and lat.p99),
+                          show(th and th.in_records_per_s), show(th and th.in_vs_acked),
+                          show(cpu and cpu.cpu_seconds_per_million_events), show(res and res.peak_rss_mb),
+                          e.reason or e.error or "")
         out.print(table)
     out.print(f"results: {run_dir / 'result.json'}")
 
 
 @app.command("report")
 @user_errors
-def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder, e.g. results/<run_id>.")) -> None:
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder, e.g. results/<run_id>, or its result.json.")) -> None:
     """Write report.html (self-contained, plots embedded) and report.md next to result.json.
 
-    Needs only the run folder: the stack can be down. `harness run` does this at the end of every run.
+    Needs only the run folder: the stack can be down. `harness run` does this at the end of every run. A file
+    that is not a result document, or one from a schema version this harness cannot read, is refused (exit 2).
     """
     from harness.report import build_report
 
-    if not (run_dir / "result.json").is_file():
-        raise HarnessError(f"{run_dir} has no result.json", hint="give a folder under results/, made by `harness run`")
     html, md = build_report(run_dir)
     out.print(f"report: {html}\nsummary: {md}")
+
+
+@app.command("schema")
+@user_errors
+def schema_cmd(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write it here instead of printing it."),
+) -> None:
+    """Print the JSON Schema of result.json (docs/result-schema.json is this output; docs/results.md explains
+    the fields). Use it to validate results in your own tools."""
+    import json
+
+    from harness.results.document import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        out.print(f"schema: {output}")
 
 
 @app.command("compare")

@@ -73,7 +73,7 @@ def versions(postgres_dsn: str | None = None, engines: list[type] | None = None)
         "librdkafka": confluent_kafka.libversion()[0],
         "pandas": _pkg("pandas"),
         "commit": commit(),
-        **{cls.name: _engine_versions(cls) for cls in dict.fromkeys(engines or [])},
+        "engines": {cls.name: _engine_versions(cls) for cls in dict.fromkeys(engines or [])},
     }
 
 

@@ -219,6 +219,19 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str, svc: Svc)
 
 
 @pytest.mark.stack
+def test_live_result_document_round_trips(live_run: tuple[str, dict]) -> None:
+    """The real run's result.json validates against the typed document (unknown keys refused at every level)
+    and loading then dumping it gives the same file."""
+    from harness.results import ResultDocument
+
+    _, doc = live_run
+    raw = json.loads((Path(doc["_run_dir"]) / "result.json").read_text())
+    typed = ResultDocument.model_validate(raw)
+    assert json.loads(json.dumps(typed.dump())) == raw
+    assert sorted(e.engine for e in typed.engines) == sorted(ENGINES)
+    assert typed.versions is not None and sorted(typed.versions.engines) == sorted(ENGINES)
+
+
 def test_live_leaves_no_engine_process(live_run: tuple[str, dict]) -> None:
     _, doc = live_run
     marker = doc["run_id"]

@@ -2,6 +2,8 @@
 build_compare on synthetic run folders with a real result's structure, and the HTML opened in headless Chromium.
 
 No services: reports read only result.json and raw/. results/ is git-ignored, so the run folders are made here.
+Every hand-made document is a valid current-schema result (harness.results.document), read as `harness report`
+reads one.
 """
 
 from __future__ import annotations
@@ -19,26 +21,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness import results
+from harness.errors import HarnessError
 from harness.report import build_compare, build_report
 from harness.report import decision as D
 from harness.report import verdicts as M
 from harness.report.data import RunData
+from harness.results.document import SCHEMA_VERSION
+from harness.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+# The scenario section as `harness run` writes it (the Scenario's JSON dump): quick.yaml with two engines.
 SCENARIO: dict[str, Any] = {
-    "name": "quick", "description": "Short mixed load; tumbling 5 s windows.", "seed": 42, "duration": "30s",
-    "warmup": "5s", "topic": {"partitions": 3},
-    "load": {"rate": 500.0, "shape": {"type": "constant"}, "keys": 50, "key_distribution": "uniform", "zipf_s": 1.1,
-             "payload_bytes": 200, "out_of_order": {"fraction": 0.1, "max_delay": "1s"},
-             "late": {"fraction": 0.01, "delay": "12s"}, "malformed_fraction": 0.01, "heartbeat_interval": "200ms"},
-    "query": {"window": {"type": "tumbling", "size": "5s", "slide": None, "gap": None}, "watermark_delay": "2s",
-              "allowed_lateness": "0ms"},
+    **load_scenario(ROOT / "scenarios" / "quick.yaml").model_dump(mode="json"),
+    "description": "Short mixed load; tumbling 5 s windows.",
     "engines": {"baseline": {}, "flink": {"sink_flush_interval": "200ms"}},
-    "slo": {"p99_latency": "10s", "p50_latency": None, "max_duplicates": 0, "max_wrong_windows": 0,
-            "max_missing_windows": None, "min_throughput": None, "max_cpu_seconds_per_million": None,
-            "max_peak_memory_mb": None},
-    "services": {"bootstrap_servers": None, "postgres_dsn": None},
 }
+STARTED = "2026-11-25T17:58:57.536+00:00"
+CAPABILITIES = {"window_types": ["session", "sliding", "tumbling"], "triggers": ["continuous"],
+                "allowed_lateness": False, "emits": "final"}
 
 
 # -- hand-made engine entries ------------------------------------------------------------------------------------
@@ -46,14 +47,16 @@ def engine_entry(name: str, repeat: int = 0, *, p50: float = 2000, p99: float = 
                  wrong: int = 0, missing: int = 0, duplicates: int = 0, cpu_m: float = 100.0, peak: float = 64.0,
                  thr: float = 510.0, status: str = "complete", run_id: str = "r", **extra: Any) -> dict[str, Any]:
     e: dict[str, Any] = {
-        "engine": name, "repeat": repeat, "load_id": f"{run_id}.{name}.{repeat}", "status": status,
-        "description": f"the {name} engine", "settings": {"poll_batch": 2000}, "changed_settings": {},
-        "latency_floor_ms": {"watermark_delay_ms": 2000, "heartbeat_interval_ms": 200},
+        "engine": name, "display_name": name.title(), "repeat": repeat, "load_id": f"{run_id}.{name}.{repeat}",
+        "status": status, "description": f"the {name} engine", "settings": {"poll_batch": 2000},
+        "changed_settings": {}, "latency_floor_ms": {"watermark_delay_ms": 2000, "heartbeat_interval_ms": 200},
+        "capabilities": CAPABILITIES, "promised_answer": "on_time",
         "windows": {"promised_answer": "on_time",
                     "correctness": {"expected": 322, "exact": 322 - wrong - missing, "wrong": wrong,
                                     "missing": missing, "extra": 0},
                     "duplicates": duplicates, "re_emissions": duplicates, "emissions": 322 + duplicates,
                     "late_events_dropped": 138, "on_time_events_missing": 0, "latency_windows_measured": count,
+                    "latency_windows_excluded_warmup": 72,
                     "event_to_result_ms": {"count": count, "p50": p50, "p90": p99 * 0.95, "p99": p99,
                                            "p99.9": p99 * 1.1, "max": p99 * 1.1, "min": p50 / 2, "mean": p50,
                                            "unreliable": ["p99", "p99.9"] if count < 1000 else ["p99.9"]},
@@ -74,24 +77,29 @@ def engine_entry(name: str, repeat: int = 0, *, p50: float = 2000, p99: float = 
 
 
 def skipped(name: str, reason: str = "no session windows in this engine") -> dict[str, Any]:
-    return {"engine": name, "repeat": 0, "load_id": f"r.{name}.0", "status": "skipped", "reason": reason,
-            "description": f"the {name} engine", "settings": {}, "changed_settings": {}, "latency_floor_ms": {}}
+    return {"engine": name, "display_name": name.title(), "repeat": 0, "load_id": f"r.{name}.0",
+            "status": "skipped", "reason": reason, "description": f"the {name} engine", "settings": {},
+            "changed_settings": {}, "latency_floor_ms": {}, "capabilities": CAPABILITIES}
 
 
 def doc(engines: list[dict[str, Any]], slo: dict[str, Any] | None = None, status: str = "complete",
         **extra: Any) -> dict[str, Any]:
+    """A result document (the JSON `harness run` writes) around the given engine entries."""
     sc = copy.deepcopy(SCENARIO)
     if slo is not None:
         sc["slo"] = slo
-    d = {"schema_version": 1, "run_id": "r", "status": status, "error": None, "scenario": sc,
+    d = {"schema_version": SCHEMA_VERSION, "run_id": "r", "status": status, "error": None, "started_at": STARTED,
+         "scenario_file": "scenarios/quick.yaml", "scenario": sc,
          "engines_requested": list(dict.fromkeys(e["engine"] for e in engines)), "repeat": 1, "loads": [],
-         "engines": engines, "machine": {"cores": 2, "memory_gb": 8}}
+         "engines": engines,
+         "machine": {"hostname": "vm", "os": "Linux", "cpu_model": "AMD EPYC", "cores": 2, "memory_gb": 8.0}}
     d.update(extra)
     return d
 
 
 def summarize(d: dict[str, Any], tmp_path: Path) -> D.DecisionSummary:
-    return D.summarize(RunData(tmp_path, d))
+    """The decision summary of a hand-made document, validated as `harness report` validates result.json."""
+    return D.summarize(RunData(tmp_path, results.parse(json.dumps(d))))
 
 
 def check(s: D.DecisionSummary, field: str, engine: str) -> D.SloCheck:
@@ -198,7 +206,7 @@ def test_skipped_and_failed_engines_are_never_a_pass(tmp_path: Path) -> None:
 def test_no_slos_and_no_engines(tmp_path: Path) -> None:
     s = summarize(doc([engine_entry("baseline")], slo={}), tmp_path)
     assert not s.checks and s.verdicts["baseline"].status == "no SLOs"
-    empty = summarize({"run_id": "x", "status": "running"}, tmp_path)
+    empty = summarize(doc([], status="running", run_id="x"), tmp_path)
     assert not empty.checks and not empty.verdicts and "No engine produced" in empty.record_md
 
 
@@ -255,10 +263,12 @@ def make_run(root: Path, run_id: str, *, engines: tuple[str, ...] = ("baseline",
             if name == failed:
                 e["status"], e["error"] = "failed", f"the {name} pipeline stopped during the run"
             entries.append(e)
-            loads.append({"load_id": load_id, "engine": name, "repeat": rep, "time_base_ms": tb, "partitions": 3,
+            loads.append({"load_id": load_id, "engine": name, "repeat": rep, "topic": f"harness.{load_id}",
+                          "time_base_ms": tb, "partitions": 3, "encoder": "json",
                           "generator": {"events_scheduled": 15000, "events_sent": 15000, "events_acked": 15000,
                                         "delivery_errors": 0, "achieved_rate_eps": 500.0,
-                                        "send_delay_ms": {"p99": 0.75}, "ack_latency_ms": {"p99": 8.5}},
+                                        "send_delay_ms": {"count": 15000, "p99": 0.75},
+                                        "ack_latency_ms": {"count": 15000, "p99": 8.5}},
                           "ground_truth": {"windows_complete": 358, "windows_on_time": 322,
                                            "events_by_kind": {"late": 138, "malformed": 157}},
                           "timeseries": {"intended_per_second": {str(s): 500.0 for s in range(30)},
@@ -266,8 +276,9 @@ def make_run(root: Path, run_id: str, *, engines: tuple[str, ...] = ("baseline",
                                          "acked_per_second": {str(s): 500 + int(rng.integers(-2, 3))
                                                               for s in range(30)}}})
     d = doc(entries, status=status, run_id=run_id, loads=loads, repeat=repeats,
-            engines_requested=list(engines), started_at="2026-11-25T17:58:57.536+00:00",
-            versions={"harness": "0.1.0", "commit": {"sha": "e330ef5", "dirty": False}},
+            engines_requested=list(engines), started_at=STARTED,
+            versions={"harness": "0.1.0", "python": "3.11.7", "commit": {"sha": "e330ef5", "dirty": False},
+                      "engines": {"flink": {"apache_flink": "2.0.2"}}},
             machine={"hostname": "vm", "os": "Linux", "cpu_model": "AMD EPYC", "cores": 2, "memory_gb": 23.5})
     if status != "complete":
         d["error"] = failed and f"{failed}#0: the {failed} pipeline stopped during the run" or "interrupted"
@@ -304,8 +315,10 @@ def test_build_report_on_a_realistic_run(tmp_path: Path) -> None:
 def test_build_report_on_a_minimal_result(tmp_path: Path) -> None:
     run_dir = tmp_path / "20261125T000000Z-quick-min"
     run_dir.mkdir()
-    (run_dir / "result.json").write_text(json.dumps({"schema_version": 1, "run_id": run_dir.name,
-                                                     "status": "running", "loads": [], "engines": []}))
+    # what a run that has only just started has written: the required fields, nothing measured yet
+    (run_dir / "result.json").write_text(json.dumps({
+        "schema_version": SCHEMA_VERSION, "run_id": run_dir.name, "status": "running", "started_at": STARTED,
+        "scenario_file": "scenarios/quick.yaml", "scenario": SCENARIO}))
     html_path, md_path = build_report(run_dir)
     html, md = html_path.read_text(), md_path.read_text()
     assert 'id="headline"' in html and 'id="decision"' in html and "INCOMPLETE" in html and "INCOMPLETE" in md
@@ -325,20 +338,31 @@ def test_build_report_marks_a_failed_run_incomplete(tmp_path: Path) -> None:
     assert all(c.verdict == D.NOT_MEASURED for c in s.checks if c.engine == "flink")
 
 
-def test_build_report_survives_missing_keys_and_files(tmp_path: Path) -> None:
+def test_build_report_survives_missing_sections_and_files(tmp_path: Path) -> None:
+    """Sections a run did not reach are None (or left out), raw files may be missing or empty: the report still
+    builds from what is there. A document with a value of the wrong type is refused with a clear error."""
     run_dir = make_run(tmp_path, "20261125T175857Z-quick-gaps")
     d = json.loads((run_dir / "result.json").read_text())
-    del d["engines"][0]["windows"]["event_to_result_ms"]
+    d["engines"][0]["windows"] = None
+    d["engines"][0]["throughput"] = None
     del d["engines"][1]["resources"]
-    d["engines"][1]["timeseries"] = "garbage"
+    d["engines"][1]["lag"] = None
+    d["engines"][1]["cpu_during_load"] = None
+    d["engines"][1]["timeseries"] = []
     d["loads"][0].pop("timeseries")
     del d["scenario"]["slo"]
     del d["machine"]
+    del d["versions"]
     (run_dir / "result.json").write_text(json.dumps(d))
     shutil.rmtree(run_dir / "raw" / d["engines"][1]["load_id"])
     (run_dir / "raw" / d["engines"][0]["load_id"] / "windows.csv").write_text("")
-    html_path, _ = build_report(run_dir)
-    assert 'id="headline"' in html_path.read_text()
+    html_path, md_path = build_report(run_dir)
+    assert 'id="headline"' in html_path.read_text() and "Decision record (draft)" in md_path.read_text()
+
+    d["engines"][1]["timeseries"] = "garbage"
+    (run_dir / "result.json").write_text(json.dumps(d))
+    with pytest.raises(HarnessError, match=r"engines\.1\.timeseries"):
+        build_report(run_dir)
 
 
 # -- compare --------------------------------------------------------------------------------------------------------

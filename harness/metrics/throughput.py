@@ -53,8 +53,6 @@ def throughput(rows: Rows, a_ms: int, b_ms: int, sink_inserted_ms: Any) -> dict[
         "in_records_per_s": round(rate_in, 1) if rate_in is not None else None,
         "acked_records_per_s": round(rate_acked, 1) if rate_acked is not None else None,
         "in_vs_acked": round(rate_in / rate_acked, 4) if rate_in and rate_acked else None,
-        "interval": "least-squares slope from time base + warmup + 2 s to the last send; records include "
-                    "heartbeats and malformed ones",
         "out_rows_per_s": out_rate,
     }
 
@@ -71,5 +69,4 @@ def cpu_during_load(rows: Rows, time_base_ms: int, end_ms: int, events_sent: int
     return {
         "cpu_seconds": round(load_cpu, 3) if load_cpu is not None else None,
         "cpu_seconds_per_million_events": round(load_cpu / (events_sent / 1e6), 2) if load_cpu and events_sent else None,
-        "interval": "from the time base to the last send: excludes start-up, which `resources` includes",
     }

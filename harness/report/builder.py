@@ -18,7 +18,7 @@ from markupsafe import Markup
 from harness.report import decision as D
 from harness.report import plots as P
 from harness.report import table_builders as T
-from harness.report.data import RunData, millis
+from harness.report.data import RunData
 from harness.report.template import CSS, HTML
 
 METRIC_DEFINITIONS = [
@@ -98,10 +98,10 @@ def run_items(run: RunData, colours: dict[str, str], style: str = "-", suffix: s
 
 def load_items(run: RunData, colours: dict[str, str], style: str = "-", suffix: str = "") -> list[P.LoadItem]:
     out = []
-    many = len(run.loads) > len({str(ld.get("engine")) for ld in run.loads.values()})
+    many = len(run.loads) > len({ld.engine for ld in run.loads.values()})
     for ld in run.loads.values():
-        eng = str(ld.get("engine") or "load only")
-        label = eng + (f" #{ld.get('repeat', 0)}" if many else "") + suffix
+        eng = ld.engine or "load only"
+        label = eng + (f" #{ld.repeat}" if many else "") + suffix
         out.append(P.LoadItem(ld, label, colours.get(eng, "#555555"), style))
     return out
 
@@ -109,10 +109,10 @@ def load_items(run: RunData, colours: dict[str, str], style: str = "-", suffix: 
 def run_plots(run: RunData, colours: dict[str, str]) -> list[PlotOut]:
     items = run_items(run, colours)
     bars = run_items(run, colours, per_repeat_labels=True)
-    slo = run.slo
+    slo = run.scenario.slo
     return [
         make_plot("Latency distribution", PLOT_CAPTIONS["cdf"],
-                  lambda: P.latency_cdf(items, millis(slo.get("p99_latency")), millis(slo.get("p50_latency"))),
+                  lambda: P.latency_cdf(items, slo.p99_latency, slo.p50_latency),
                   "no per-window latencies in raw/*/windows.csv"),
         make_plot("Latency over time", PLOT_CAPTIONS["over_time"], lambda: P.latency_over_time(items),
                   "no per-window latencies in raw/*/windows.csv"),
@@ -169,7 +169,7 @@ def _settings_html(run: RunData) -> Markup:
 def incomplete_text(run: RunData) -> str:
     if run.complete:
         return ""
-    err = run.get("error")
+    err = run.doc.error
     extra = {"running": "the run had not finished when this report was built (or it was killed without a chance to "
                         "record it)",
              "interrupted": "the run was interrupted",
@@ -197,6 +197,10 @@ def _table_section(id_: str, title: str, tables: list[tuple[str, T.Table]], intr
             "html": html}
 
 
+def _commit_sha(run: RunData) -> str | None:
+    return run.doc.versions.commit.sha if run.doc.versions is not None else None
+
+
 def colours_for(names: list[str], runs: list[RunData]) -> dict[str, str]:
     stated = {k: v for r in runs for k, v in r.engine_colours.items()}
     cmap = P.colour_map(names, stated)
@@ -207,8 +211,8 @@ def report_context(run: RunData) -> dict[str, Any]:
     names = run.engine_names
     colours = colours_for(names, [run])
     summary = D.summarize(run)
-    scen = run.scenario.get("name", "?")
-    subtitle = (f"Run {run.run_id} · scenario {scen} · {run.get('started_at') or 'start not recorded'} · "
+    scen = run.scenario.name
+    subtitle = (f"Run {run.run_id} · scenario {scen} · {run.doc.started_at or 'start not recorded'} · "
                 f"machine {D._machine_line(run)}")
     sections = [
         _table_section("latency-floor", "Latency floor and changed settings", [("", T.latency_floor(run))],
@@ -219,7 +223,7 @@ def report_context(run: RunData) -> dict[str, Any]:
                        "Operational complexity is half of the decision: processes and JVMs to run, settings to tune, "
                        "code to maintain. Lines of code: non-blank lines that are not comments or docstrings in "
                        "pipelines/<engine>/*.py, counted in the project as it is when the report is built (commit of "
-                       f"the run: {run.get('versions', 'commit', 'sha', default='not recorded')})."),
+                       f"the run: {_commit_sha(run) or 'not recorded'})."),
         _table_section("not-run", "Engines skipped or failed", [], html=not_run_html(run)),
         _table_section("all-runs", "Every engine run", [("", T.repeats(run)), ("Loads", T.loads(run))],
                        "One line per engine and repeat: the figures behind the headline."),

@@ -21,7 +21,7 @@ from harness.report import decision as D
 from harness.report import verdicts as M
 from harness.report import plots as P
 from harness.report import table_builders as T
-from harness.report.data import RunData, millis
+from harness.report.data import RunData
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -36,19 +36,30 @@ def _flat(d: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _versions(r: RunData) -> dict[str, Any]:
+    """The run's versions as they are listed: the harness's own, then each engine's under its name."""
+    v = r.doc.versions
+    if v is None:
+        return {}
+    own = v.model_dump(mode="json", exclude={"engines"})
+    return {**own, **{name: dict(libs) for name, libs in v.engines.items() if name not in own}}
+
+
 def differences(runs: list[RunData]) -> T.Table:
     """Every scenario field, engine setting, machine fact and version whose value differs between the runs."""
     labels = [LABELS[i % 26] for i in range(len(runs))]
     flats = []
     for r in runs:
-        f = {f"scenario.{k}": v for k, v in _flat(r.scenario).items() if not k.startswith("description")}
+        scenario = r.scenario.model_dump(mode="json")
+        f = {f"scenario.{k}": v for k, v in _flat(scenario).items() if not k.startswith("description")}
         for name, rs in r.by_engine().items():
             if rs:
-                f.update({f"engine {name}.{k}": v for k, v in _flat(rs[0].get("settings") or {}).items()})
-        f.update({f"machine.{k}": v for k, v in _flat(r.get("machine", default={})).items() if k != "hostname"})
-        f.update({f"versions.{k}": v for k, v in _flat(r.get("versions", default={})).items()})
+                f.update({f"engine {name}.{k}": v for k, v in _flat(rs[0].entry.settings).items()})
+        machine = r.doc.machine.model_dump(mode="json") if r.doc.machine else {}
+        f.update({f"machine.{k}": v for k, v in _flat(machine).items() if k != "hostname"})
+        f.update({f"versions.{k}": v for k, v in _flat(_versions(r)).items()})
         f["engines run"] = ", ".join(r.engine_names)
-        f["repeats"] = str(r.get("repeat", default=1))
+        f["repeats"] = str(r.doc.repeat)
         flats.append(f)
     keys = list(dict.fromkeys(k for f in flats for k in f))
     t = T.Table(["what", *[f"run {x}" for x in labels]])
@@ -62,13 +73,14 @@ def differences(runs: list[RunData]) -> T.Table:
 def runs_table(runs: list[RunData]) -> T.Table:
     t = T.Table(["run", "run id", "status", "scenario", "started", "commit", "machine", "repeats", "engines"])
     for i, r in enumerate(runs):
-        sha = r.get("versions", "commit", "sha", default="")
-        dirty = r.get("versions", "commit", "dirty")
+        commit = r.doc.versions.commit if r.doc.versions else None
+        sha = (commit.sha if commit else None) or ""
+        dirty = commit.dirty if commit else None
         t.rows.append(T.Row(LABELS[i % 26], [
             T.Cell(r.run_id), T.Cell(r.status.upper() if not r.complete else r.status, "" if r.complete else "bad"),
-            T.Cell(str(r.scenario.get("name", "?"))), T.Cell(str(r.get("started_at") or "–")),
+            T.Cell(r.scenario.name), T.Cell(r.doc.started_at or "–"),
             T.Cell((sha[:10] + (" (dirty)" if dirty else "")) if sha else "–"), T.Cell(D._machine_line(r)),
-            T.Cell(str(r.get("repeat") or 1)), T.Cell(", ".join(r.engine_names) or "none"),
+            T.Cell(str(r.doc.repeat or 1)), T.Cell(", ".join(r.engine_names) or "none"),
         ]))
     return t
 
@@ -151,10 +163,12 @@ def compare_context(runs: list[RunData]) -> dict[str, Any]:
         for it in B.run_items(r, colours, styles[lab], f" · {lab}", per_repeat_labels=True):
             bars.append(it)
         loads += B.load_items(r, colours, styles[lab], f" · {lab}")
-    slo = runs[0].slo
+    slo = runs[0].scenario.slo
+    slo_p99 = float(slo.p99_latency) if slo.p99_latency is not None else None
+    slo_p50 = float(slo.p50_latency) if slo.p50_latency is not None else None
     plots = [
         B.make_plot("Latency distribution", B.PLOT_CAPTIONS["cdf"] + " Line style: run.",
-                    lambda: P.latency_cdf(items, millis(slo.get("p99_latency")), millis(slo.get("p50_latency"))),
+                    lambda: P.latency_cdf(items, slo_p99, slo_p50),
                     "no per-window latencies"),
         B.make_plot("Latency over time", B.PLOT_CAPTIONS["over_time"], lambda: P.latency_over_time(items),
                     "no per-window latencies"),
@@ -179,9 +193,9 @@ def compare_context(runs: list[RunData]) -> dict[str, Any]:
                                  lambda m=m, title=title, groups=groups: P.figure_bars(title, f"{m.label} ({m.unit})",
                                                                                      groups), "not measured"))
     change_table, glance = changes(runs)
-    incomplete = [f"run {lab} ({r.run_id}) is {r.status.upper()}" + (f": {r.get('error')}" if r.get("error") else "")
+    incomplete = [f"run {lab} ({r.run_id}) is {r.status.upper()}" + (f": {r.doc.error}" if r.doc.error else "")
                   for lab, r in zip(labels, runs) if not r.complete]
-    scen = sorted({str(r.scenario.get("name", "?")) for r in runs})
+    scen = sorted({r.scenario.name for r in runs})
     glance = ([f"Scenario differs between runs ({', '.join(scen)}): compare with care."] if len(scen) > 1 else []) \
         + glance + [("Spread: repeats within runs where measured; else the ±"
                      f"{M.NOISE_BAND:.0%} noise band (and 95% percentile intervals): changes inside them are ties.")]

@@ -1,12 +1,12 @@
-"""Reading a run folder for reports: result.json plus raw/, defensively (any key may be missing).
+"""Reading a run folder for reports: the typed result document (harness.results) plus raw/.
 
-A run that crashed, was interrupted or is still going has a partial result.json; everything here returns None
-or an empty frame for what is not there, so a report always builds from whatever was measured.
+A run that crashed, was interrupted or is still going has a partial result.json: its unfinished sections are
+None, and the raw files may be missing; everything here returns None or an empty frame for what is not there,
+so a report always builds from whatever was measured.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,22 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import results
 from harness.durations import parse_duration
-from harness.errors import HarnessError
+from harness.results.document import Correctness, EngineResult, LoadResult, Percentiles, ResultDocument
+from harness.scenario import Scenario
 
 MEASURED = "complete"   # the only engine status whose figures are judged against SLOs
-
-
-def dig(d: Any, *path: Any, default: Any = None) -> Any:
-    """d[path[0]][path[1]]... or default when any step is missing or of the wrong kind."""
-    for p in path:
-        if isinstance(d, dict) and p in d:
-            d = d[p]
-        elif isinstance(d, list) and isinstance(p, int) and -len(d) <= p < len(d):
-            d = d[p]
-        else:
-            return default
-    return default if d is None else d
 
 
 def num(v: Any) -> float | None:
@@ -59,24 +49,23 @@ def millis(v: Any) -> float | None:
 class EngineRun:
     """One engine entry of result.json (one engine, one repeat) with its load and raw files."""
 
-    entry: dict[str, Any]
-    load: dict[str, Any]
+    entry: EngineResult
+    load: LoadResult | None
     raw_dir: Path | None
     warmup_ms: float = 0.0
     _frames: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
-        return str(self.entry.get("engine") or "?")
+        return self.entry.engine
 
     @property
     def repeat(self) -> int:
-        r = self.entry.get("repeat")
-        return int(r) if isinstance(r, int) else 0
+        return self.entry.repeat
 
     @property
     def status(self) -> str:
-        return str(self.entry.get("status") or "unknown")
+        return self.entry.status
 
     @property
     def measured(self) -> bool:
@@ -88,10 +77,16 @@ class EngineRun:
 
     @property
     def time_base_ms(self) -> float | None:
-        return num(self.load.get("time_base_ms"))
+        return float(self.load.time_base_ms) if self.load is not None and self.load.time_base_ms is not None else None
 
-    def get(self, *path: Any) -> Any:
-        return dig(self.entry, *path)
+    @property
+    def latency(self) -> Percentiles | None:
+        """Event-to-result latency of the measured windows (None before the measure phase)."""
+        return self.entry.windows.event_to_result_ms if self.entry.windows else None
+
+    @property
+    def correctness(self) -> Correctness | None:
+        return self.entry.windows.correctness if self.entry.windows else None
 
     def _csv(self, name: str) -> pd.DataFrame | None:
         if name not in self._frames:
@@ -120,106 +115,76 @@ class EngineRun:
         return a[np.isfinite(a)]
 
     def timeseries(self) -> pd.DataFrame:
-        ts = self.entry.get("timeseries")
-        if not isinstance(ts, list) or not ts:
+        if not self.entry.timeseries:
             return pd.DataFrame()
-        df = pd.DataFrame([r for r in ts if isinstance(r, dict)])
-        if "wall_ms" in df and self.time_base_ms is not None:
-            df["t_s"] = (pd.to_numeric(df["wall_ms"], errors="coerce") - self.time_base_ms) / 1000.0
-        elif "t" in df:
-            df["t_s"] = pd.to_numeric(df["t"], errors="coerce")
+        df = pd.DataFrame([s.model_dump() for s in self.entry.timeseries])
+        tb = self.time_base_ms
+        df["t_s"] = (df["wall_ms"] - tb) / 1000.0 if tb is not None else df["t"]
         return df
 
 
-def per_second(d: Any) -> pd.Series:
-    """A {"0": 500, "1": 498} mapping (JSON turns the int keys into strings) as a Series indexed by second."""
-    if not isinstance(d, dict) or not d:
+def per_second(d: dict[int, float] | dict[int, int]) -> pd.Series:
+    """A per-second mapping of a load's time series as a Series indexed by second."""
+    if not d:
         return pd.Series(dtype=float)
-    items = []
-    for k, v in d.items():
-        try:
-            items.append((int(k), num(v)))
-        except (TypeError, ValueError):
-            continue
-    s = pd.Series({k: v for k, v in items}, dtype=float).sort_index()
-    return s
+    return pd.Series({int(k): float(v) for k, v in d.items()}, dtype=float).sort_index()
 
 
 class RunData:
-    """A run folder: result.json and raw/, with engine entries grouped by engine name."""
+    """A run folder: the typed result document and raw/, with engine entries grouped by engine name."""
 
-    def __init__(self, run_dir: Path, doc: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, doc: ResultDocument) -> None:
         self.run_dir = Path(run_dir)
         self.doc = doc
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunData":
-        run_dir = Path(run_dir)
-        path = run_dir / "result.json"
-        if not path.is_file():
-            raise HarnessError(f"{run_dir}: no result.json (not a run folder?)",
-                               hint="run folders are results/<run_id>/, written by `harness run`")
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise HarnessError(f"{path}: cannot read it: {exc}") from None
-        if not isinstance(doc, dict):
-            raise HarnessError(f"{path}: not a result document (a JSON object was expected)")
-        return cls(run_dir, doc)
-
-    def get(self, *path: Any, default: Any = None) -> Any:
-        return dig(self.doc, *path, default=default)
+        """A run folder, or a result.json path (the report goes beside it)."""
+        folder = Path(run_dir).parent if Path(run_dir).suffix == ".json" else Path(run_dir)
+        return cls(folder, results.load(run_dir))
 
     @property
     def run_id(self) -> str:
-        return str(self.doc.get("run_id") or self.run_dir.name)
+        return self.doc.run_id
 
     @property
     def status(self) -> str:
-        return str(self.doc.get("status") or "unknown")
+        return self.doc.status
 
     @property
     def complete(self) -> bool:
         return self.status == "complete"
 
     @property
-    def scenario(self) -> dict[str, Any]:
-        s = self.doc.get("scenario")
-        return s if isinstance(s, dict) else {}
+    def scenario(self) -> Scenario:
+        return self.doc.scenario
 
     @property
     def slo(self) -> dict[str, Any]:
-        s = self.scenario.get("slo")
-        return {k: v for k, v in s.items() if v is not None} if isinstance(s, dict) else {}
+        """The SLOs the scenario sets, by Slo field name (durations in ms)."""
+        slo = self.scenario.slo   # attributes, not model_dump(): a dump writes durations back as '10s'
+        return {k: getattr(slo, k) for k in type(slo).model_fields if getattr(slo, k) is not None}
 
     @property
     def warmup_ms(self) -> float:
-        return millis(self.scenario.get("warmup")) or 0.0
+        return float(self.scenario.warmup)
 
     @cached_property
-    def loads(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for ld in self.doc.get("loads") or []:
-            if isinstance(ld, dict) and ld.get("load_id"):
-                out[str(ld["load_id"])] = ld
-        return out
+    def loads(self) -> dict[str, LoadResult]:
+        return {ld.load_id: ld for ld in self.doc.loads}
 
     @cached_property
     def runs(self) -> list[EngineRun]:
         out = []
-        for e in self.doc.get("engines") or []:
-            if not isinstance(e, dict):
-                continue
-            load_id = str(e.get("load_id") or "")
-            raw = self.run_dir / "raw" / load_id if load_id else None
-            out.append(EngineRun(e, self.loads.get(load_id, {}), raw if raw and raw.is_dir() else None,
-                                 self.warmup_ms))
+        for e in self.doc.engines:
+            raw = self.run_dir / "raw" / e.load_id
+            out.append(EngineRun(e, self.loads.get(e.load_id), raw if raw.is_dir() else None, self.warmup_ms))
         return out
 
     @cached_property
     def engine_names(self) -> list[str]:
         """Engines in the order requested, then any others that appear."""
-        names = [str(n) for n in self.doc.get("engines_requested") or [] if n]
+        names = list(self.doc.engines_requested)
         for r in self.runs:
             if r.name not in names:
                 names.append(r.name)
@@ -228,12 +193,12 @@ class RunData:
     @cached_property
     def engine_colours(self) -> dict[str, str]:
         """The colour each engine stated for itself (entries without one get a pick in the plots)."""
-        return {r.name: str(r.entry["colour"]) for r in self.runs if r.entry.get("colour")}
+        return {r.name: r.entry.colour for r in self.runs if r.entry.colour}
 
     @cached_property
     def floor_engines(self) -> list[str]:
         """Engines whose role is a reference floor rather than an option a team could choose."""
-        return [n for n in self.engine_names if any(r.name == n and r.entry.get("role") == "floor" for r in self.runs)]
+        return [n for n in self.engine_names if any(r.name == n and r.entry.role == "floor" for r in self.runs)]
 
     def by_engine(self) -> dict[str, list[EngineRun]]:
         out: dict[str, list[EngineRun]] = {n: [] for n in self.engine_names}
@@ -243,6 +208,6 @@ class RunData:
             runs.sort(key=lambda r: r.repeat)
         return out
 
-    def load_only(self) -> list[dict[str, Any]]:
+    def load_only(self) -> list[LoadResult]:
         """Loads with no engine (a load-only pass)."""
-        return [ld for ld in self.loads.values() if not ld.get("engine")]
+        return [ld for ld in self.doc.loads if not ld.engine]

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from harness.durations import format_duration
 from harness.metrics.stats import min_samples_for
 from harness.report import verdicts as M
-from harness.report.data import EngineRun, RunData, dig, millis, num
+from harness.report.data import EngineRun, RunData, num
 
-# slo field -> (metric, direction: "max" = figure must be <= the value, "min" = figure must be >= it, how to parse)
+# slo field -> (metric, direction: "max" = figure must be <= the value, "min" = figure must be >= it, its kind:
+# "duration" = int milliseconds in the scenario, shown as a duration)
 SLO_FIELDS: dict[str, tuple[M.Metric, str, str]] = {
     "p99_latency": (M.P99, "max", "duration"),
     "p50_latency": (M.P50, "max", "duration"),
@@ -85,16 +87,16 @@ class DecisionSummary:
     unknown_slo_fields: list[str] = field(default_factory=list)
 
 
-def _threshold(name: str, raw: Any) -> float | None:
-    kind = SLO_FIELDS[name][2]
-    return millis(raw) if kind == "duration" else num(raw)
+def _threshold(raw: Any) -> float | None:
+    """An SLO value of the scenario (durations are int milliseconds) as a float."""
+    return num(raw)
 
 
 def _why_not(run: EngineRun) -> str:
     e = run.entry
     if run.status == "skipped":
-        return f"skipped: {e.get('reason') or 'no reason recorded'}"
-    detail = e.get("error") or e.get("reason")
+        return f"skipped: {e.reason or 'no reason recorded'}"
+    detail = e.error or e.reason
     if run.status in ("starting", "running"):
         return f"{run.status} when the result was written (unfinished)" + (f": {detail}" if detail else "")
     return f"{run.status}" + (f": {detail}" if detail else "")
@@ -108,7 +110,7 @@ def _tag(r: EngineRun, runs: list[EngineRun]) -> str:
 def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
               band: float = M.NOISE_BAND) -> SloCheck:
     metric, direction, _ = SLO_FIELDS[name]
-    thr = _threshold(name, raw_threshold)
+    thr = _threshold(raw_threshold)
     chk = SloCheck(name, engine, thr, NOT_MEASURED)
     if thr is None:
         chk.notes.append(f"threshold {raw_threshold!r} is not a number")
@@ -147,7 +149,7 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
     if ok and chk.margin == 0 and metric not in (M.DUPS, M.WRONG, M.MISSING):
         chk.notes.append("exactly at the threshold")
     if any(metric.unreliable(r) for r, _ in vals):
-        n = min(int(num(r.get("windows", "event_to_result_ms", "count")) or 0) for r, _ in vals)
+        n = min(r.latency.count if r.latency else 0 for r, _ in vals)
         need = min_samples_for(float((metric.percentile or "p0")[1:]))
         chk.notes.append(f"{metric.percentile} unreliable: {n} windows measured, {need} needed")
     return chk
@@ -267,30 +269,29 @@ def ranking_text(rk: M.Ranking) -> str:
 # -- the decision record draft --------------------------------------------------------------------------------
 def _scenario_line(run: RunData) -> str:
     s = run.scenario
-    ld = s.get("load") if isinstance(s.get("load"), dict) else {}
-    q = s.get("query") if isinstance(s.get("query"), dict) else {}
-    w = q.get("window") if isinstance(q.get("window"), dict) else {}
-    shape = dig(ld, "shape", "type", default="constant")
-    win = f"{w.get('type', '?')} windows" + "".join(f", {k} {w[k]}" for k in ("size", "slide", "gap") if w.get(k))
-    bits = [f"{fmt(num(ld.get('rate')))} events/s ({shape})" if ld.get("rate") else None,
-            f"for {s.get('duration')}" if s.get("duration") else None,
-            f"{ld.get('keys')} keys ({ld.get('key_distribution', 'uniform')})" if ld.get("keys") else None,
-            win, f"watermark delay {q.get('watermark_delay')}" if q.get("watermark_delay") else None]
+    ld, q, w = s.load, s.query, s.query.window
+    sizes = {"size": w.size, "slide": w.slide, "gap": w.gap}
+    win = f"{w.type} windows" + "".join(f", {k} {format_duration(v)}" for k, v in sizes.items() if v is not None)
+    bits = [f"{fmt(ld.rate)} events/s ({ld.shape.type})", f"for {format_duration(s.duration)}",
+            f"{ld.keys} keys ({ld.key_distribution})", win,
+            f"watermark delay {format_duration(q.watermark_delay)}"]
     extras = []
-    if num(dig(ld, "out_of_order", "fraction")):
-        extras.append(f"{num(dig(ld, 'out_of_order', 'fraction')):.0%} out of order")
-    if num(dig(ld, "late", "fraction")):
-        extras.append(f"{num(dig(ld, 'late', 'fraction')):.0%} late")
-    if num(ld.get("malformed_fraction")):
-        extras.append(f"{num(ld.get('malformed_fraction')):.0%} malformed")
-    return ", ".join(b for b in bits if b) + (f"; {', '.join(extras)}" if extras else "")
+    if ld.out_of_order.fraction:
+        extras.append(f"{ld.out_of_order.fraction:.0%} out of order")
+    if ld.late.fraction:
+        extras.append(f"{ld.late.fraction:.0%} late")
+    if ld.malformed_fraction:
+        extras.append(f"{ld.malformed_fraction:.0%} malformed")
+    return ", ".join(bits) + (f"; {', '.join(extras)}" if extras else "")
 
 
 def _machine_line(run: RunData) -> str:
-    m = run.get("machine", default={}) or {}
-    return ", ".join(x for x in [f"{m.get('cores')} cores" if m.get("cores") else "",
-                                 f"{m.get('memory_gb')} GB RAM" if m.get("memory_gb") else "",
-                                 str(m.get("cpu_model") or ""), str(m.get("os") or "")] if x) or "not recorded"
+    m = run.doc.machine
+    if m is None:
+        return "not recorded"
+    return ", ".join(x for x in [f"{m.cores} cores" if m.cores else "",
+                                 f"{m.memory_gb} GB RAM" if m.memory_gb else "",
+                                 m.cpu_model, m.os] if x) or "not recorded"
 
 
 def _slo_line(slo: dict[str, Any]) -> str:
@@ -300,7 +301,8 @@ def _slo_line(slo: dict[str, Any]) -> str:
     for k, v in slo.items():
         spec = SLO_FIELDS.get(k)
         if spec:
-            parts.append(f"{spec[0].label} {'≤' if spec[1] == 'max' else '≥'} {v}")
+            shown = format_duration(v) if spec[2] == "duration" else v
+            parts.append(f"{spec[0].label} {'≤' if spec[1] == 'max' else '≥'} {shown}")
         else:
             parts.append(f"{k}: {v} (unknown field, not checked)")
     return "; ".join(parts)
@@ -309,21 +311,22 @@ def _slo_line(slo: dict[str, Any]) -> str:
 def decision_record(run: RunData, s: DecisionSummary) -> str:
     groups = run.by_engine()
     v = s.verdicts
-    lines = [f"# Decision record (draft): stream-processing engine for `{run.scenario.get('name', '?')}`", ""]
-    when = run.get("started_at") or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    lines = [f"# Decision record (draft): stream-processing engine for `{run.scenario.name}`", ""]
+    when = run.doc.started_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sha = run.doc.versions.commit.sha if run.doc.versions else None
     status = "" if run.complete else f" **Run status: {run.status.upper()} (incomplete): treat as partial evidence.**"
     lines += [f"- Status: draft, generated from harness run `{run.run_id}` ({when}).{status}",
-              f"- Commit: `{run.get('versions', 'commit', 'sha', default='unknown')}`", "",
+              f"- Commit: `{sha or 'unknown'}`", "",
               "## Context", "",
               f"- Workload: {_scenario_line(run)}.",
               f"- Objectives (SLOs): {_slo_line(s.slo)}.",
               f"- Machine: {_machine_line(run)}; engines ran one after another on the same deterministic load.",
               "", "## Options considered", ""]
     for engine, runs in groups.items():
-        desc = next((r.entry.get("description") for r in runs if r.entry.get("description")), "")
+        desc = next((r.entry.description for r in runs if r.entry.description), "")
         note = ""
         if runs and all(r.status == "skipped" for r in runs):
-            note = f" Not run: {runs[0].entry.get('reason') or 'skipped'}."
+            note = f" Not run: {runs[0].entry.reason or 'skipped'}."
         elif v[engine].reasons:
             note = " " + "; ".join(v[engine].reasons) + "."
         lines.append(f"- **{engine}**: {desc or 'no description'}.{note}")
@@ -370,10 +373,10 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
         cpu = fmt_figure(M.figure(runs, M.CPU_M), M.CPU_M)
         mem = fmt_figure(M.figure(runs, M.PEAK_MB), M.PEAK_MB)
         start = fmt_figure(M.figure(runs, M.START), M.START)
-        procs = max((num(r.get("resources", "processes_seen")) or 0 for r in runs), default=0)
+        procs = max((r.entry.resources.processes_seen if r.entry.resources else 0 for r in runs), default=0)
         loc = M.pipeline_code_lines(e)
         loc_s = f"{loc[0]} lines of pipeline code" if loc else "pipeline code not found"
-        changed = next((r.entry.get("changed_settings") for r in runs if r.entry.get("changed_settings")), {})
+        changed = next((r.entry.changed_settings for r in runs if r.entry.changed_settings), {})
         ch = f"{len(changed)} setting(s) changed from defaults ({', '.join(changed)})" if changed else "default settings"
         lines.append(f"- **{e}**: {cpu} per million events, peak memory {mem}, start-up {start}, "
                      f"{int(procs)} process(es), {loc_s}, {ch}.")
@@ -390,7 +393,7 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     for floor in run.floor_engines:
         cav.append(f"`{floor}` marks this machine's floor, a reference point more than a product option.")
     if not run.complete:
-        cav.append(f"The run ended as {run.status!r}: {run.get('error') or 'no error recorded'}.")
+        cav.append(f"The run ended as {run.status!r}: {run.doc.error or 'no error recorded'}.")
     lines += [f"- {c}" for c in cav]
     return "\n".join(lines) + "\n"
 

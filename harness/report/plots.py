@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import matplotlib
 
@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from harness.report.data import EngineRun, num, per_second  # noqa: E402
+from harness.report.data import EngineRun, per_second  # noqa: E402
+from harness.results.document import LoadResult, WindowSummary  # noqa: E402
 
 # An engine states its colour (its class's `colour`, recorded in result.json); others get a stable pick.
 PALETTE = ["#9467bd", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#843c39"]
@@ -257,15 +258,16 @@ def resources(items: list[Item]) -> bytes | None:
 
 
 # -- correctness ----------------------------------------------------------------------------------------------
-COUNT_BARS = [("wrong", ("windows", "correctness", "wrong")), ("missing", ("windows", "correctness", "missing")),
-              ("extra", ("windows", "correctness", "extra")), ("duplicates", ("windows", "duplicates")),
-              ("re-emissions", ("windows", "re_emissions")),
-              ("on-time events\nmissing", ("windows", "on_time_events_missing"))]
+# (bar label, the count it shows) for the counts that should be zero
+COUNT_BARS: list[tuple[str, Callable[[WindowSummary], int]]] = [
+    ("wrong", lambda w: w.correctness.wrong), ("missing", lambda w: w.correctness.missing),
+    ("extra", lambda w: w.correctness.extra), ("duplicates", lambda w: w.duplicates),
+    ("re-emissions", lambda w: w.re_emissions), ("on-time events\nmissing", lambda w: w.on_time_events_missing)]
 
 
 def correctness_bars(items: list[Item]) -> bytes | None:
     """Exact windows as a share of the promised ones, and the counts that should be zero, per engine run."""
-    rows = [it for it in items if isinstance(it.run.get("windows", "correctness"), dict)]
+    rows = [(it, it.run.entry.windows) for it in items if it.run.entry.windows is not None]
     if not rows:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(SIZE[0], SIZE[1] + 0.4), gridspec_kw={"width_ratios": [1, 2.4]})
@@ -273,15 +275,12 @@ def correctness_bars(items: list[Item]) -> bytes | None:
     for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(True, axis="y", alpha=0.3)
-    names = [it.label for it in rows]
-    share = []
-    for i, it in enumerate(rows):
-        exp = num(it.run.get("windows", "correctness", "expected"))
-        ex = num(it.run.get("windows", "correctness", "exact"))
-        v = 100 * ex / exp if exp and ex is not None else 0.0
-        share.append(v)
+    names = [it.label for it, _ in rows]
+    for i, (it, w) in enumerate(rows):
+        exp, ex = w.correctness.expected, w.correctness.exact
+        v = 100 * ex / exp if exp else 0.0
         a1.bar(i, v, color=it.colour, hatch=HATCHES.get(it.style), edgecolor="white")
-        a1.text(i, v + 1, f"{int(ex) if ex is not None else '?'}/{int(exp) if exp else '?'}", ha="center",
+        a1.text(i, v + 1, f"{ex}/{exp if exp else '?'}", ha="center",
                 va="bottom", fontsize=8 if len(rows) <= 3 else 6, rotation=0 if len(rows) <= 3 else 90)
     a1.set_xticks(range(len(rows)), names, rotation=30 if len(rows) > 3 else 0, ha="right" if len(rows) > 3 else "center",
                   fontsize=8)
@@ -290,8 +289,8 @@ def correctness_bars(items: list[Item]) -> bytes | None:
     a1.set_title("Correctness", fontsize=10)
     width = 0.8 / len(rows)
     ymax = 0.0
-    for i, it in enumerate(rows):
-        vals = [num(it.run.get(*path)) or 0.0 for _, path in COUNT_BARS]
+    for i, (it, w) in enumerate(rows):
+        vals = [float(count(w)) for _, count in COUNT_BARS]
         xs = np.arange(len(COUNT_BARS)) + (i - (len(rows) - 1) / 2) * width
         a2.bar(xs, vals, width=width, color=it.colour, label=it.label, hatch=HATCHES.get(it.style), edgecolor="white")
         for x, v in zip(xs, vals):
@@ -313,7 +312,7 @@ def correctness_bars(items: list[Item]) -> bytes | None:
 # -- the load -------------------------------------------------------------------------------------------------
 @dataclass
 class LoadItem:
-    load: dict[str, Any]
+    load: LoadResult
     label: str
     colour: str
     style: str = "-"
@@ -323,8 +322,8 @@ def load_sent(loads: list[LoadItem]) -> bytes | None:
     """Events per second: intended by the schedule, handed to the producer (sent), acknowledged by the broker."""
     data = []
     for li in loads:
-        ts = li.load.get("timeseries") if isinstance(li.load.get("timeseries"), dict) else {}
-        i, s, a = (per_second(ts.get(k)) for k in ("intended_per_second", "sent_per_second", "acked_per_second"))
+        ts = li.load.timeseries
+        i, s, a = per_second(ts.intended_per_second), per_second(ts.sent_per_second), per_second(ts.acked_per_second)
         if not (i.empty and s.empty and a.empty):
             data.append((li, i, s, a))
     if not data:

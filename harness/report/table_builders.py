@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import yaml
 
 from harness.report import verdicts as M
-from harness.report.data import EngineRun, RunData, dig, num
+from harness.report.data import EngineRun, RunData, num
 from harness.report.decision import fmt
+from harness.results.document import Percentiles, Throughput, WindowSummary
 
 UNRELIABLE_TIP = "fewer than 10/(1-p) samples: this percentile is not much more than the maximum"
+
+V = TypeVar("V")
 
 
 @dataclass
@@ -45,7 +48,7 @@ def _pool(runs: list[EngineRun]) -> tuple[list[EngineRun], bool]:
     if measured:
         return measured, False
     return [r for r in runs if r.status != "skipped"
-            and (isinstance(r.entry.get("windows"), dict) or isinstance(r.entry.get("resources"), dict))], True
+            and (r.entry.windows is not None or r.entry.resources is not None)], True
 
 
 def _partial_tip(pool: list[EngineRun]) -> str:
@@ -108,34 +111,52 @@ def _status(runs: list[EngineRun]) -> Cell:
     else:
         s = ", ".join(f"#{r.repeat} {r.status}" for r in runs)
     flag = "" if all(x == "complete" for x in st) else "warn" if all(x in ("complete", "skipped") for x in st) else "bad"
-    tip = "; ".join(str(r.entry.get("error") or r.entry.get("reason")) for r in runs
-                    if r.entry.get("error") or r.entry.get("reason"))
+    tip = "; ".join(str(r.entry.error or r.entry.reason) for r in runs if r.entry.error or r.entry.reason)
     return Cell(s, flag, tip)
 
 
 def _lat_n(r: EngineRun) -> str:
-    n = r.get("windows", "event_to_result_ms", "count")
-    return f"n={int(n)}" if num(n) is not None else ""
+    return f"n={r.latency.count}" if r.latency is not None else ""
+
+
+def _win(r: EngineRun, read: Callable[[WindowSummary], V]) -> V | None:
+    """A figure of the engine run's window summary, or None before its measure phase."""
+    return read(r.entry.windows) if r.entry.windows is not None else None
+
+
+def _lat(r: EngineRun, read: Callable[[Percentiles], float | None]) -> float | None:
+    """A figure of the event-to-result latency, or None before the measure phase."""
+    return read(r.latency) if r.latency is not None else None
+
+
+def _thr(r: EngineRun, read: Callable[[Throughput], float | None]) -> float | None:
+    return read(r.entry.throughput) if r.entry.throughput is not None else None
+
+
+def _window_close(r: EngineRun) -> Percentiles | None:
+    return _win(r, lambda w: w.window_close_ms)
 
 
 def _correct(r: EngineRun) -> str | None:
-    c = r.get("windows", "correctness")
-    if not isinstance(c, dict):
+    w = r.entry.windows
+    if w is None:
         return None
-    promised = r.get("windows", "promised_answer") or r.get("promised_answer")
-    answer = f" ({str(promised).replace('_', '-')} answer)" if promised else ""
-    return (f"{c.get('exact', '?')}/{c.get('expected', '?')} exact{answer}; {c.get('wrong', '?')} wrong, "
-            f"{c.get('missing', '?')} missing, {c.get('extra', '?')} extra")
+    c = w.correctness
+    promised = w.promised_answer or r.entry.promised_answer
+    answer = f" ({promised.replace('_', '-')} answer)" if promised else ""
+    return f"{c.exact}/{c.expected} exact{answer}; {c.wrong} wrong, {c.missing} missing, {c.extra} extra"
 
 
 def _correct_bad(r: EngineRun) -> bool:
-    c = r.get("windows", "correctness") or {}
-    return any((num(c.get(k)) or 0) > 0 for k in ("wrong", "missing", "extra"))
+    c = r.correctness
+    return c is not None and (c.wrong > 0 or c.missing > 0 or c.extra > 0)
 
 
-def _pair(a: tuple[str, ...], b: tuple[str, ...], sep: str = " / ") -> Callable[[EngineRun], str | None]:
+def _pair(a: Callable[[EngineRun], float | None], b: Callable[[EngineRun], float | None], sep: str = " / "
+          ) -> Callable[[EngineRun], str | None]:
+    """"x / y" from two readings of an engine run (– for a missing one), or None when both are missing."""
     def f(r: EngineRun) -> str | None:
-        x, y = r.get(*a), r.get(*b)
+        x, y = a(r), b(r)
         if x is None and y is None:
             return None
         return f"{fmt(num(x)) if num(x) is not None else '–'}{sep}{fmt(num(y)) if num(y) is not None else '–'}"
@@ -150,46 +171,63 @@ def headline(run: RunData) -> Table:
     def row(label: str, cells: Callable[[list[EngineRun]], Cell], note: str = "") -> None:
         t.rows.append(Row(label, [cells(groups[n]) for n in names], note))
 
-    e2r = ("windows", "event_to_result_ms")
-    wc = ("windows", "window_close_ms")
+    def window_close(r: EngineRun) -> str | None:
+        wc = _window_close(r)
+        if wc is None or not wc.count:
+            return None
+        return (f"{fmt(num(wc.p50), 'ms')} / {fmt(num(wc.p99), 'ms')}"
+                + (" (p99 unreliable)" if "p99" in wc.unreliable else ""))
+
+    def acked(r: EngineRun) -> str:
+        v = _thr(r, lambda t: t.acked_records_per_s)
+        return f"(broker acked {fmt(num(v), '', 1)})" if num(v) is not None else ""
+
+    def per_m(r: EngineRun) -> str:
+        v = r.entry.resources.cpu_seconds_per_million_events if r.entry.resources else None
+        return f"({fmt(num(v), '', 0)} per M events)" if num(v) is not None else ""
+
+    def memory(r: EngineRun) -> str | None:
+        res = r.entry.resources
+        return f"{fmt(num(res.peak_rss_mb), 'MB')} / {fmt(num(res.peak_hwm_sum_mb), 'MB')}" if res else None
+
+    def malformed_differs(r: EngineRun) -> bool:
+        m = r.entry.malformed
+        return m is not None and num(m.counted_by_engine) != num(m.sent)
+
     row("Status", _status)
-    row("Latency p50 (event to result)", lambda rs: number_cell(rs, lambda r: r.get(*e2r, "p50"), "ms",
+    row("Latency p50 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p50), "ms",
                                                                  unreliable=M.P50.unreliable, extra=_lat_n))
-    row("Latency p99 (event to result)", lambda rs: number_cell(rs, lambda r: r.get(*e2r, "p99"), "ms",
+    row("Latency p99 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p99), "ms",
                                                                  unreliable=M.P99.unreliable, extra=_lat_n))
-    row("Latency max (event to result)", lambda rs: number_cell(rs, lambda r: r.get(*e2r, "max"), "ms", extra=_lat_n))
-    row("Window-close latency p50 / p99", lambda rs: text_cell(rs, lambda r: (
-        f"{fmt(num(r.get(*wc, 'p50')), 'ms')} / {fmt(num(r.get(*wc, 'p99')), 'ms')}"
-        + (" (p99 unreliable)" if "p99" in (r.get(*wc, "unreliable") or []) else "")) if r.get(*wc, "count") else None))
+    row("Latency max (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.max), "ms",
+                                                                 extra=_lat_n))
+    row("Window-close latency p50 / p99", lambda rs: text_cell(rs, window_close))
     row("Throughput in (records/s)", lambda rs: number_cell(
-        rs, lambda r: r.get("throughput", "in_records_per_s"), "", 1,
-        extra=lambda r: f"(broker acked {fmt(num(r.get('throughput', 'acked_records_per_s')), '', 1)})"
-        if num(r.get("throughput", "acked_records_per_s")) is not None else ""))
-    row("Throughput out (sink rows/s)", lambda rs: number_cell(rs, lambda r: r.get("throughput", "out_rows_per_s"), "", 2))
+        rs, lambda r: _thr(r, lambda t: t.in_records_per_s), "", 1, extra=acked))
+    row("Throughput out (sink rows/s)", lambda rs: number_cell(
+        rs, lambda r: _thr(r, lambda t: t.out_rows_per_s), "", 2))
     row("Correctness (windows)", lambda rs: text_cell(rs, _correct, _correct_bad))
     row("Late events dropped / on-time events missing", lambda rs: text_cell(
-        rs, _pair(("windows", "late_events_dropped"), ("windows", "on_time_events_missing")),
-        lambda r: (num(r.get("windows", "on_time_events_missing")) or 0) > 0))
+        rs, _pair(lambda r: _win(r, lambda w: w.late_events_dropped),
+                  lambda r: _win(r, lambda w: w.on_time_events_missing)),
+        lambda r: (_win(r, lambda w: w.on_time_events_missing) or 0) > 0))
     row("Malformed counted / sent", lambda rs: text_cell(
-        rs, _pair(("malformed", "counted_by_engine"), ("malformed", "sent")),
-        lambda r: num(r.get("malformed", "counted_by_engine")) != num(r.get("malformed", "sent"))))
+        rs, _pair(lambda r: r.entry.malformed.counted_by_engine if r.entry.malformed else None,
+                  lambda r: r.entry.malformed.sent if r.entry.malformed else None), malformed_differs))
     row("Duplicates / re-emissions (rows)", lambda rs: text_cell(
-        rs, _pair(("windows", "duplicates"), ("windows", "re_emissions")),
-        lambda r: (num(r.get("windows", "duplicates")) or 0) > 0))
+        rs, _pair(lambda r: _win(r, lambda w: w.duplicates), lambda r: _win(r, lambda w: w.re_emissions)),
+        lambda r: (_win(r, lambda w: w.duplicates) or 0) > 0))
     row("CPU per million events, during load", lambda rs: number_cell(
-        rs, lambda r: r.get("cpu_during_load", "cpu_seconds_per_million_events"), "CPU s", 1))
+        rs, lambda r: r.entry.cpu_during_load.cpu_seconds_per_million_events if r.entry.cpu_during_load else None,
+        "CPU s", 1))
     row("CPU total, start-up included", lambda rs: number_cell(
-        rs, lambda r: r.get("resources", "cpu_seconds"), "CPU s", 1,
-        extra=lambda r: f"({fmt(num(r.get('resources', 'cpu_seconds_per_million_events')), '', 0)} per M events)"
-        if num(r.get("resources", "cpu_seconds_per_million_events")) is not None else ""))
-    row("Peak memory (RSS sum / high-water sum)", lambda rs: text_cell(
-        rs, lambda r: (f"{fmt(num(r.get('resources', 'peak_rss_mb')), 'MB')} / "
-                       f"{fmt(num(r.get('resources', 'peak_hwm_sum_mb')), 'MB')}") if r.get("resources") else None))
-    row("Max lag (records)", lambda rs: number_cell(rs, lambda r: r.get("lag", "max_records")))
-    row("Time to first result", lambda rs: number_cell(rs, lambda r: r.get("time_to_first_result_s"), "s", 1))
-    row("Start to running", lambda rs: number_cell(rs, lambda r: r.get("start_to_running_s"), "s", 1))
+        rs, lambda r: r.entry.resources.cpu_seconds if r.entry.resources else None, "CPU s", 1, extra=per_m))
+    row("Peak memory (RSS sum / high-water sum)", lambda rs: text_cell(rs, memory))
+    row("Max lag (records)", lambda rs: number_cell(rs, lambda r: r.entry.lag.max_records if r.entry.lag else None))
+    row("Time to first result", lambda rs: number_cell(rs, lambda r: r.entry.time_to_first_result_s, "s", 1))
+    row("Start to running", lambda rs: number_cell(rs, lambda r: r.entry.start_to_running_s, "s", 1))
     row("Sanity: rows before window close", lambda rs: number_cell(
-        rs, lambda r: r.get("windows", "emitted_before_window_close"), bad_if=lambda v: v > 0),
+        rs, lambda r: _win(r, lambda w: w.emitted_before_window_close), bad_if=lambda v: v > 0),
         "must be 0 for engines that emit once; more is a measurement bug")
     return t
 
@@ -200,13 +238,13 @@ def repeats(run: RunData) -> Table:
             "CPU s/M (load)", "peak MB", "first result s"]
     t = Table(cols)
     for r in run.runs:
-        w = r.get("windows", "correctness") or {}
-        vals = [r.status, r.get("windows", "event_to_result_ms", "p50"), r.get("windows", "event_to_result_ms", "p99"),
-                r.get("windows", "event_to_result_ms", "max"), r.get("windows", "event_to_result_ms", "count"),
-                r.get("throughput", "in_records_per_s"),
-                f"{w.get('exact')}/{w.get('expected')}" if w else None, r.get("windows", "duplicates"),
-                r.get("cpu_during_load", "cpu_seconds_per_million_events"), r.get("resources", "peak_rss_mb"),
-                r.get("time_to_first_result_s")]
+        lat, c, e = r.latency, r.correctness, r.entry
+        vals: list[str | float | None] = [
+            r.status, lat.p50 if lat else None, lat.p99 if lat else None, lat.max if lat else None,
+            lat.count if lat else None, _thr(r, lambda t: t.in_records_per_s),
+            f"{c.exact}/{c.expected}" if c else None, _win(r, lambda w: w.duplicates),
+            e.cpu_during_load.cpu_seconds_per_million_events if e.cpu_during_load else None,
+            e.resources.peak_rss_mb if e.resources else None, e.time_to_first_result_s]
         cells = []
         for v in vals:
             n = num(v) if not isinstance(v, str) else None
@@ -223,17 +261,17 @@ def latency_floor(run: RunData) -> Table:
     keys: list[str] = []
     for runs in groups.values():
         for r in runs:
-            for k in (r.get("latency_floor_ms") or {}):
+            for k in r.entry.latency_floor_ms:
                 if k not in keys:
                     keys.append(k)
     t = Table(["engine", *[k.removesuffix("_ms").replace("_", " ") + " (ms)" for k in keys],
                "measured window-close p50", "settings changed from defaults"])
     for name, runs in groups.items():
         first = runs[0] if runs else None
-        floor = (first.get("latency_floor_ms") if first else None) or {}
+        floor = first.entry.latency_floor_ms if first else {}
         cells = [Cell(fmt(num(floor.get(k)))) for k in keys]
-        cells.append(number_cell(runs, lambda r: r.get("windows", "window_close_ms", "p50"), "ms"))
-        changed = (first.get("changed_settings") if first else None) or {}
+        cells.append(number_cell(runs, lambda r: _win(r, lambda w: w.window_close_ms.p50), "ms"))
+        changed = first.entry.changed_settings if first else {}
         cells.append(Cell(", ".join(f"{k}={v}" for k, v in changed.items()) or "none"))
         t.rows.append(Row(name, cells))
     return t
@@ -243,8 +281,8 @@ def settings(run: RunData) -> list[tuple[str, list[tuple[str, str, bool]]]]:
     """Per engine: every setting as (name, value, changed from the engine's default)."""
     out = []
     for name, runs in run.by_engine().items():
-        s = (runs[0].get("settings") if runs else None) or {}
-        changed = (runs[0].get("changed_settings") if runs else None) or {}
+        s = runs[0].entry.settings if runs else {}
+        changed = runs[0].entry.changed_settings if runs else {}
         out.append((name, [(str(k), str(v), k in changed) for k, v in s.items()]))
     return out
 
@@ -261,15 +299,7 @@ def _config(run: RunData, r: EngineRun) -> dict[str, Any]:
 
 
 def _jvms(run: RunData, runs: list[EngineRun]) -> str:
-    for r in runs:
-        j = r.get("resources", "jvms")
-        if num(j) is not None:
-            return fmt(num(j))
-        procs = r.get("resources", "processes") or r.get("processes")
-        if isinstance(procs, list) and procs:
-            names = [p if isinstance(p, str) else " ".join(str(p.get(k, "")) for k in ("name", "cmdline"))
-                     for p in procs]
-            return str(sum(1 for n in names if "java" in n.lower()))
+    """result.json does not record the JVMs an engine ran; its config.json says whether it runs on one."""
     jars = next((len(c["jars"]) for r in runs if isinstance((c := _config(run, r)).get("jars"), list)), None)
     if jars:
         return f"not recorded (runs on the JVM: {jars} jars on its classpath)"
@@ -280,11 +310,10 @@ def moving_parts(run: RunData) -> Table:
     t = Table(["engine", "processes seen", "JVMs", "mode", "settings changed from defaults",
                "lines of pipeline code", "start to running"])
     for name, runs in run.by_engine().items():
-        procs = [num(r.get("resources", "processes_seen")) for r in runs]
-        procs = [p for p in procs if p is not None]
+        procs = [r.entry.resources.processes_seen for r in runs if r.entry.resources is not None]
         first = runs[0] if runs else None
-        mode = (first.get("settings", "mode") if first else None) or "–"
-        changed = (first.get("changed_settings") if first else None) or {}
+        mode = (first.entry.settings.get("mode") if first else None) or "–"
+        changed = first.entry.changed_settings if first else {}
         loc = M.pipeline_code_lines(name)
         t.rows.append(Row(name, [
             Cell(fmt(max(procs)) if procs else "–"),
@@ -292,7 +321,7 @@ def moving_parts(run: RunData) -> Table:
             Cell(str(mode)),
             Cell(f"{len(changed)}: " + ", ".join(f"{k}={v}" for k, v in changed.items()) if changed else "0"),
             Cell(f"{loc[0]} ({', '.join(loc[1])})" if loc else "not found in pipelines/"),
-            number_cell(runs, lambda r: r.get("start_to_running_s"), "s", 1),
+            number_cell(runs, lambda r: r.entry.start_to_running_s, "s", 1),
         ]))
     return t
 
@@ -302,7 +331,7 @@ def not_run(run: RunData) -> list[tuple[str, str, str]]:
     out = []
     for r in run.runs:
         if not r.measured:
-            out.append((r.label, r.status, str(r.entry.get("reason") or r.entry.get("error") or "no reason recorded")))
+            out.append((r.label, r.status, r.entry.reason or r.entry.error or "no reason recorded"))
     for n in run.engine_names:
         if not any(r.name == n for r in run.runs):
             out.append((n, "not started", "requested, but the run stopped before it began"))
@@ -311,56 +340,57 @@ def not_run(run: RunData) -> list[tuple[str, str, str]]:
 
 def run_facts(run: RunData) -> list[tuple[str, str]]:
     d = run.doc
-    facts = [("run", run.run_id), ("status", run.status + (f": {d.get('error')}" if d.get("error") else "")),
-             ("started", str(d.get("started_at") or "–")), ("finished", str(d.get("finished_at") or "–")),
-             ("wall time", fmt(num(d.get("wall_seconds")), "s", 1)),
-             ("scenario file", str(d.get("scenario_file") or "–")),
-             ("engines requested", ", ".join(map(str, d.get("engines_requested") or [])) or "none"),
-             ("repeats", str(d.get("repeat") or 1)), ("mode", str(d.get("mode") or "–"))]
-    svc = d.get("services") if isinstance(d.get("services"), dict) else {}
-    if svc:
-        facts.append(("services", f"Kafka {svc.get('kafka', '?')} ({svc.get('bootstrap', '?')}), "
-                                  f"PostgreSQL {svc.get('postgres', '?')}"))
+    facts = [("run", run.run_id), ("status", run.status + (f": {d.error}" if d.error else "")),
+             ("started", d.started_at or "–"), ("finished", d.finished_at or "–"),
+             ("wall time", fmt(num(d.wall_seconds), "s", 1)),
+             ("scenario file", d.scenario_file or "–"),
+             ("engines requested", ", ".join(d.engines_requested) or "none"),
+             ("repeats", str(d.repeat or 1)), ("mode", d.mode or "–")]
+    if (svc := d.services) is not None:
+        facts.append(("services", f"Kafka {svc.kafka} ({svc.bootstrap}), PostgreSQL {svc.postgres}"))
     return facts
 
 
+def _text(v: Any) -> str:
+    return str(v) if v is not None else "–"
+
+
 def machine(run: RunData) -> list[tuple[str, str]]:
-    m = d if isinstance(d := run.doc.get("machine"), dict) else {}
-    return [(str(k), str(v)) for k, v in m.items()]
+    m = run.doc.machine
+    return [(k, _text(v)) for k, v in m.model_dump().items()] if m is not None else []
 
 
 def versions(run: RunData) -> list[tuple[str, str]]:
-    v = d if isinstance(d := run.doc.get("versions"), dict) else {}
-    out = []
-    for k, val in v.items():
-        if isinstance(val, dict):
-            val = ", ".join(f"{a}={b}" for a, b in val.items())
-        out.append((str(k), str(val) if val is not None else "–"))
+    """The harness's versions, its commit, then each engine's own versions (one line per engine)."""
+    v = run.doc.versions
+    if v is None:
+        return []
+    out = [(k, _text(val)) for k, val in v.model_dump(exclude={"commit", "engines"}).items()]
+    out.append(("commit", f"sha={v.commit.sha}, dirty={v.commit.dirty}"))
+    for engine, own in v.engines.items():
+        out.append((engine, ", ".join(f"{a}={b}" for a, b in own.items())))
     return out
 
 
 def scenario_yaml(run: RunData) -> str:
-    if not run.scenario:
-        return "(not recorded)"
-    return yaml.safe_dump(run.scenario, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True).strip()
+    return yaml.safe_dump(run.scenario.model_dump(mode="json"), sort_keys=False, default_flow_style=False, width=1000,
+                          allow_unicode=True).strip()
 
 
 def loads(run: RunData) -> Table:
     t = Table(["load", "engine", "sent / scheduled", "acked", "rate (events/s)", "send delay p99 (ms)",
                "ack latency p99 (ms)", "windows on time / complete", "late", "malformed"])
     for ld in run.loads.values():
-        g = ld.get("generator") if isinstance(ld.get("generator"), dict) else {}
-        gt = ld.get("ground_truth") if isinstance(ld.get("ground_truth"), dict) else {}
-        kinds = gt.get("events_by_kind") if isinstance(gt.get("events_by_kind"), dict) else {}
-        t.rows.append(Row(str(ld.get("load_id")), [
-            Cell(f"{ld.get('engine') or 'none'} #{ld.get('repeat', 0)}"),
-            Cell(f"{g.get('events_sent', '–')} / {g.get('events_scheduled', '–')}",
-                 "bad" if g.get("events_sent") != g.get("events_scheduled") else ""),
-            Cell(str(g.get("events_acked", "–")), "bad" if g.get("delivery_errors") else ""),
-            Cell(fmt(num(g.get("achieved_rate_eps")), "", 1)),
-            Cell(fmt(num(dig(g, "send_delay_ms", "p99")), "", 2)),
-            Cell(fmt(num(dig(g, "ack_latency_ms", "p99")), "", 2)),
-            Cell(f"{gt.get('windows_on_time', '–')} / {gt.get('windows_complete', '–')}"),
+        g, gt = ld.generator, ld.ground_truth
+        kinds = gt.events_by_kind      # by event kind, as the generator names them
+        t.rows.append(Row(ld.load_id, [
+            Cell(f"{ld.engine or 'none'} #{ld.repeat}"),
+            Cell(f"{g.events_sent} / {g.events_scheduled}", "bad" if g.events_sent != g.events_scheduled else ""),
+            Cell(str(g.events_acked), "bad" if g.delivery_errors else ""),
+            Cell(fmt(num(g.achieved_rate_eps), "", 1)),
+            Cell(fmt(num(g.send_delay_ms.p99), "", 2)),
+            Cell(fmt(num(g.ack_latency_ms.p99), "", 2)),
+            Cell(f"{gt.windows_on_time} / {gt.windows_complete}"),
             Cell(str(kinds.get("late", "–"))), Cell(str(kinds.get("malformed", "–"))),
         ]))
     return t

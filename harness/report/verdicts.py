@@ -1,4 +1,4 @@
-"""The figures a report shows and compares, each read from one engine entry of result.json, and how to judge
+"""The figures a report shows and compares, each read from one typed engine entry of result.json, and how to judge
 a difference between two engines (or two runs) honestly.
 
 Judging (used by the decision summary and by `compare`):
@@ -17,7 +17,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -33,53 +33,54 @@ class Metric:
     key: str
     label: str
     unit: str
-    read: Callable[[EngineRun], Any]
+    read: Callable[[EngineRun], float | None]
     better: str | None = None            # "lower", "higher" or None (shown, never ranked)
     percentile: str | None = None        # "p50", "p99"...: a latency percentile (flag, confidence interval)
     digits: int = 0
 
     def value(self, run: EngineRun) -> float | None:
-        try:
-            return num(self.read(run))
-        except Exception:  # a malformed entry: the figure is simply missing
-            return None
+        """The figure as a finite float, or None when the engine run did not reach it (or it is NaN)."""
+        return num(self.read(run))
 
     def unreliable(self, run: EngineRun) -> bool:
-        flags = run.get("windows", "event_to_result_ms", "unreliable") or []
-        return bool(self.percentile) and self.percentile in flags
+        lat = run.latency
+        return bool(self.percentile) and lat is not None and self.percentile in lat.unreliable
 
 
-def _path(*p: str) -> Callable[[EngineRun], Any]:
-    return lambda r: r.get(*p)
+def _bad_windows(r: EngineRun) -> float | None:
+    c = r.correctness
+    return None if c is None else c.wrong + c.missing + c.extra
 
 
-def _bad_windows(r: EngineRun) -> Any:
-    c = r.get("windows", "correctness")
-    if not isinstance(c, dict):
-        return None
-    parts = [num(c.get(k)) for k in ("wrong", "missing", "extra")]
-    return None if any(p is None for p in parts) else sum(parts)  # type: ignore[arg-type]
-
-
-E2R = ("windows", "event_to_result_ms")
-P50 = Metric("p50", "Event-to-result latency p50", "ms", _path(*E2R, "p50"), "lower", "p50")
-P99 = Metric("p99", "Event-to-result latency p99", "ms", _path(*E2R, "p99"), "lower", "p99")
-PMAX = Metric("max", "Event-to-result latency max", "ms", _path(*E2R, "max"), "lower")
-THR_IN = Metric("thr_in", "Throughput in", "records/s", _path("throughput", "in_records_per_s"), "higher", digits=1)
-THR_OUT = Metric("thr_out", "Throughput out", "rows/s", _path("throughput", "out_rows_per_s"), None, digits=2)
+P50 = Metric("p50", "Event-to-result latency p50", "ms", lambda r: r.latency.p50 if r.latency else None, "lower",
+             "p50")
+P99 = Metric("p99", "Event-to-result latency p99", "ms", lambda r: r.latency.p99 if r.latency else None, "lower",
+             "p99")
+PMAX = Metric("max", "Event-to-result latency max", "ms", lambda r: r.latency.max if r.latency else None, "lower")
+THR_IN = Metric("thr_in", "Throughput in", "records/s",
+                lambda r: r.entry.throughput.in_records_per_s if r.entry.throughput else None, "higher", digits=1)
+THR_OUT = Metric("thr_out", "Throughput out", "rows/s",
+                 lambda r: r.entry.throughput.out_rows_per_s if r.entry.throughput else None, None, digits=2)
 BAD = Metric("bad_windows", "Windows wrong + missing + extra", "windows", _bad_windows, "lower")
-WRONG = Metric("wrong", "Wrong windows", "windows", _path("windows", "correctness", "wrong"), "lower")
-MISSING = Metric("missing", "Missing windows", "windows", _path("windows", "correctness", "missing"), "lower")
-DUPS = Metric("duplicates", "Duplicates", "rows", _path("windows", "duplicates"), "lower")
-REEM = Metric("re_emissions", "Re-emissions", "rows", _path("windows", "re_emissions"), None)
+WRONG = Metric("wrong", "Wrong windows", "windows", lambda r: r.correctness.wrong if r.correctness else None,
+               "lower")
+MISSING = Metric("missing", "Missing windows", "windows",
+                 lambda r: r.correctness.missing if r.correctness else None, "lower")
+DUPS = Metric("duplicates", "Duplicates", "rows", lambda r: r.entry.windows.duplicates if r.entry.windows else None,
+              "lower")
+REEM = Metric("re_emissions", "Re-emissions", "rows",
+              lambda r: r.entry.windows.re_emissions if r.entry.windows else None, None)
 CPU_M = Metric("cpu_per_m", "CPU per million events (during load)", "CPU s",
-               _path("cpu_during_load", "cpu_seconds_per_million_events"), "lower", digits=1)
-CPU_TOTAL = Metric("cpu_total", "CPU total (start-up included)", "CPU s", _path("resources", "cpu_seconds"), "lower",
-                   digits=1)
-PEAK_MB = Metric("peak_mb", "Peak memory (sampled RSS sum)", "MB", _path("resources", "peak_rss_mb"), "lower")
-LAG = Metric("max_lag", "Max lag", "records", _path("lag", "max_records"), "lower")
-FIRST = Metric("first_result", "Time to first result", "s", _path("time_to_first_result_s"), "lower", digits=1)
-START = Metric("start", "Start to running", "s", _path("start_to_running_s"), "lower", digits=1)
+               lambda r: r.entry.cpu_during_load.cpu_seconds_per_million_events if r.entry.cpu_during_load else None,
+               "lower", digits=1)
+CPU_TOTAL = Metric("cpu_total", "CPU total (start-up included)", "CPU s",
+                   lambda r: r.entry.resources.cpu_seconds if r.entry.resources else None, "lower", digits=1)
+PEAK_MB = Metric("peak_mb", "Peak memory (sampled RSS sum)", "MB",
+                 lambda r: r.entry.resources.peak_rss_mb if r.entry.resources else None, "lower")
+LAG = Metric("max_lag", "Max lag", "records", lambda r: r.entry.lag.max_records if r.entry.lag else None, "lower")
+FIRST = Metric("first_result", "Time to first result", "s", lambda r: r.entry.time_to_first_result_s, "lower",
+               digits=1)
+START = Metric("start", "Start to running", "s", lambda r: r.entry.start_to_running_s, "lower", digits=1)
 
 # What the decision summary and `compare` rank, in order.
 RANKED = [P50, P99, PMAX, THR_IN, BAD, DUPS, CPU_M, CPU_TOTAL, PEAK_MB, LAG, FIRST, START]

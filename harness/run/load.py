@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from harness.run.planning import close_horizon_ms, next_time_base
 from harness.scenario import Scenario
 from harness.stack import topics
 from harness.storage import sink_tables
+from harness.results.document import GeneratorStats, GroundTruthSummary, LoadResult, LoadSeries
 from harness.storage.results import ResultFile
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class LoadOutcome:
     time_base_ms: int
     stats: SendStats
     truth: groundtruth.GroundTruth
-    entry: dict[str, object] = field(default_factory=dict)
+    entry: LoadResult | None = None
 
 
 class LoadSession:
@@ -126,24 +127,23 @@ class LoadSession:
         if self._worker is not None:
             self._worker.join(join_s)
 
-    def entry(self) -> dict[str, Any]:
+    def entry(self) -> LoadResult:
         """The load's section of result.json."""
         stats, truth = self.stats, self.truth
         assert stats is not None and truth is not None and self.model is not None and self.gen is not None
         sched, scenario = self.model.schedule, self.scenario
         secs = -(-scenario.duration // 1000)
-        return {
-            "load_id": self.load_id, "engine": self.engine, "repeat": self.repeat, "topic": self.topic,
-            "partitions": scenario.topic.partitions, "time_base_ms": self.time_base_ms,
-            "encoder": self.gen.encoder.name, "generator": stats.summary(),
-            "ground_truth": {"windows_complete": len(truth.windows["complete"]),
-                             "windows_on_time": len(truth.windows["on_time"]), "events_by_kind": truth.counts},
-            "timeseries": {
-                "intended_per_second": {s: round(sched.expected_between(s * 1000, min((s + 1) * 1000, scenario.duration)), 3)
-                                        for s in range(secs)},
-                "sent_per_second": stats.sent_per_second, "acked_per_second": stats.acked_per_second,
-            },
-        }
+        return LoadResult(
+            load_id=self.load_id, engine=self.engine, repeat=self.repeat, topic=self.topic,
+            partitions=scenario.topic.partitions, time_base_ms=self.time_base_ms,
+            encoder=self.gen.encoder.name, generator=GeneratorStats.model_validate(stats.summary()),
+            ground_truth=GroundTruthSummary(windows_complete=len(truth.windows["complete"]),
+                                            windows_on_time=len(truth.windows["on_time"]),
+                                            events_by_kind=truth.counts),
+            timeseries=LoadSeries(
+                intended_per_second={s: round(sched.expected_between(s * 1000, min((s + 1) * 1000, scenario.duration)), 3)
+                                     for s in range(secs)},
+                sent_per_second=stats.sent_per_second, acked_per_second=stats.acked_per_second))
 
 
 def run_load(scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_id: str, engine: str | None,
@@ -168,5 +168,5 @@ def run_load(scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_
     truth = session.compute_truth()
     entry = session.entry()
     if results is not None:
-        results.add("loads", entry)
+        results.add_load(entry)
     return LoadOutcome(load_id, session.topic, tb, stats, truth, entry)

@@ -12,15 +12,17 @@ from harness.engines.protocol import Plan
 from harness.loadgen.generator import SendStats
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
+from harness.results.document import CpuDuringLoad, EngineResult, Lag, MalformedCount, Throughput, WindowSummary
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
 from harness.storage import sink_tables
 from harness.storage.results import ResultFile
 
 
-def measure(*, plan: Plan, scenario: Scenario, dsn: str, load_id: str, time_base_ms: int, started_ms: int,
-            truth: groundtruth.GroundTruth, stats: SendStats, rows: list[dict[str, Any]],
-            results: ResultFile) -> dict[str, Any]:
+def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, load_id: str, time_base_ms: int,
+            started_ms: int, truth: groundtruth.GroundTruth, stats: SendStats, rows: list[dict[str, Any]],
+            results: ResultFile) -> None:
+    """Fill in the entry's measured sections."""
     with psycopg.connect(dsn) as conn:
         log = sink_tables.read_log(conn, load_id)
         final = sink_tables.read_final(conn, load_id)
@@ -35,11 +37,9 @@ def measure(*, plan: Plan, scenario: Scenario, dsn: str, load_id: str, time_base
     log.to_csv(raw / "sink_log.csv", index=False)
     final.to_csv(raw / "sink_final.csv", index=False)
     a, b = flow.rate_interval(time_base_ms, scenario.warmup, stats.last_handoff_ms)
-    return {
-        "cpu_during_load": flow.cpu_during_load(rows, time_base_ms, b, stats.sent),
-        "windows": rep.summary,
-        "malformed": {"sent": truth.counts.get("malformed", 0), "counted_by_engine": malformed_counted},
-        "throughput": flow.throughput(rows, a, b, log["inserted_at_ms"] if len(log) else []),
-        "lag": flow.lag(rows),
-        "time_to_first_result_s": round((log["inserted_at_ms"].min() - started_ms) / 1000, 3) if len(log) else None,
-    }
+    entry.cpu_during_load = CpuDuringLoad.model_validate(flow.cpu_during_load(rows, time_base_ms, b, stats.sent))
+    entry.windows = WindowSummary.model_validate(rep.summary)
+    entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted)
+    entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log["inserted_at_ms"] if len(log) else []))
+    entry.lag = Lag.model_validate(flow.lag(rows))
+    entry.time_to_first_result_s = round((log["inserted_at_ms"].min() - started_ms) / 1000, 3) if len(log) else None

@@ -6,8 +6,11 @@ every phase, so an interrupted run keeps what the finished phases measured.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable
+
+from pydantic import JsonValue, TypeAdapter
 
 from harness.engines.protocol import Engine, EngineContext, EngineRefused, Plan
 from harness.errors import EXIT_FAILED, HarnessError
@@ -17,6 +20,7 @@ from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
+from harness.results.document import Capabilities, EngineResult, EngineStatus, Resources, Sample
 from harness.storage.results import ResultFile, utc_now
 
 START_TIMEOUT_S = 180   # an engine that is not reading its topic by then has failed to start
@@ -43,12 +47,12 @@ class EngineRun:
         self.ctx = EngineContext(run_id, self.load_id, repeat, scenario, planned.settings, bootstrap, dsn,
                                  self.load.topic, self.work_dir, planned.plan if isinstance(planned.plan, Plan) else None)
         self.monitor: Monitor | None = None
-        self.entry: dict[str, Any] = {}
+        self.entry = self.describe(status="starting")
         self.started_ms = 0
 
     # -- phases ----------------------------------------------------------------------------------------------
     def prepare(self, plan: Plan) -> None:
-        self.entry["promised_answer"] = plan.promised_answer
+        self.entry.promised_answer = plan.promised_answer
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.load.prepare()
 
@@ -57,7 +61,8 @@ class EngineRun:
         self.hooks.message(f"{self.name}: starting ({self.engine.description})")
         self.engine.start(self.ctx)
         self.engine.wait_running(START_TIMEOUT_S)
-        self.entry.update(status="running", start_to_running_s=round((now_ms() - self.started_ms) / 1000, 3))
+        self.entry.status = "running"
+        self.entry.start_to_running_s = round((now_ms() - self.started_ms) / 1000, 3)
         self.results.save()
 
     def run_load(self) -> int:
@@ -75,7 +80,7 @@ class EngineRun:
             row = self.monitor.sample()
             self.load.raise_if_failed()
             if not self.engine.alive():
-                self.entry["error"] = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
+                self.entry.error = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
                 return "failed", matched, total
             if self.load.truth is None and self.load.load_done:
                 stats = self.load.stats
@@ -90,7 +95,7 @@ class EngineRun:
                 if matched == total:
                     return "complete", matched, total
                 if deadline_ms is not None and row["wall_ms"] > deadline_ms:
-                    self.entry["error"] = (f"{total - matched} of {total} windows did not hold their promised value "
+                    self.entry.error = (f"{total - matched} of {total} windows did not hold their promised value "
                                            f"by the deadline (last send + window + watermark delay + trigger "
                                            f"interval + {WAIT_GRACE_MS // 1000} s)")
                     return "timeout", matched, total
@@ -101,47 +106,51 @@ class EngineRun:
         assert self.monitor is not None
         time.sleep(SETTLE_S)
         self.monitor.sample()
-        self.entry["engine_metrics"] = _safe(self.engine.engine_metrics)
+        self.entry.engine_metrics = _metrics(self.engine.engine_metrics)
         self.load.stop()
         stats, truth, tb = self.load.stats, self.load.truth, self.load.time_base_ms
         if truth is None or stats is None or tb is None:
             raise HarnessError(f"{self.name}: the load did not finish", exit_code=EXIT_FAILED)
-        self.results.add("loads", self.load.entry())
-        self.entry.update(measure(plan=plan, scenario=self.scenario, dsn=self.load.dsn, load_id=self.load_id,
+        self.results.add_load(self.load.entry())
+        measure(self.entry, plan=plan, scenario=self.scenario, dsn=self.load.dsn, load_id=self.load_id,
                                   time_base_ms=tb, started_ms=self.started_ms, truth=truth, stats=stats,
-                                  rows=self.monitor.rows, results=self.results))
-        self.entry["status"] = status
+                rows=self.monitor.rows, results=self.results)
+        self.entry.status = status
 
     def stop(self) -> None:
         self.load.stop(join_s=0)
         self.engine.stop()
         self.load.stop()
         if self.monitor is not None:
-            self.entry["timeseries"] = self.monitor.rows
+            self.entry.timeseries = [Sample.model_validate(r) for r in self.monitor.rows]
             stats = self.load.stats
-            self.entry["resources"] = self.monitor.resources.summary(stats.sent if stats else 0)
+            self.entry.resources = Resources.model_validate(self.monitor.resources.summary(stats.sent if stats else 0))
             self.monitor.close()
-        self.entry["finished_at"] = utc_now()
+        self.entry.finished_at = utc_now()
         self.results.save()
 
     # -- the sequence ----------------------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
+    def describe(self, status: EngineStatus) -> EngineResult:
         p = self.planned
         plan = p.plan if isinstance(p.plan, Plan) else None
         cls = p.cls
-        return {"engine": self.name, "display_name": getattr(cls, "display_name", self.name),
-                "role": getattr(cls, "role", "option"), "colour": getattr(cls, "colour", None), "repeat": self.ctx.repeat, "load_id": self.load_id,
-                "description": self.engine.description, "settings": p.settings.model_dump(mode="json"),
-                "changed_settings": p.changed_settings,
-                "latency_floor_ms": dict(plan.latency_floor_ms) if plan else {},
-                "capabilities": (plan.capabilities if plan else cls.capabilities).to_json()}
+        return EngineResult(
+            engine=self.name, display_name=getattr(cls, "display_name", self.name),
+            role=getattr(cls, "role", "option"), colour=getattr(cls, "colour", None), repeat=self.ctx.repeat,
+            load_id=self.load_id, description=self.engine.description,
+            settings=p.settings.model_dump(mode="json"), changed_settings=p.changed_settings,
+            latency_floor_ms=dict(plan.latency_floor_ms) if plan else {},
+            capabilities=Capabilities.model_validate((plan.capabilities if plan else cls.capabilities).to_json()),
+            status=status)
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> EngineResult:
         plan = self.planned.plan
         if not isinstance(plan, Plan):
             self.hooks.message(f"{self.name}: skipped: {plan.reason}")
-            return self.results.add("engines", {**self.describe(), "status": "skipped", "reason": plan.reason})
-        self.entry = self.results.add("engines", {**self.describe(), "status": "starting", "started_at": utc_now()})
+            self.entry.status, self.entry.reason = "skipped", plan.reason
+            return self.results.add_engine(self.entry)
+        self.entry.started_at = utc_now()
+        self.results.add_engine(self.entry)
         try:
             self.prepare(plan)
             self.start_engine()
@@ -150,24 +159,32 @@ class EngineRun:
             self.measure(plan, status)
             self.hooks.message(f"{self.name}: {status}; {matched}/{total} windows hold their promised value")
         except KeyboardInterrupt:
-            self.entry.update(status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            self.entry.status, self.entry.error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
             raise
         except EngineRefused as exc:
-            self.entry.update(status="skipped", reason=exc.message)
+            self.entry.status, self.entry.reason = "skipped", exc.message
             self.hooks.message(f"{self.name}: skipped: {exc.message}")
         except HarnessError as exc:
-            self.entry.update(status="failed", error=exc.message)
+            self.entry.status, self.entry.error = "failed", exc.message
             self.hooks.message(f"{self.name}: failed: {exc.message}")
         except Exception as exc:  # an engine bug must not lose the other engines' results
-            self.entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            self.entry.status, self.entry.error = "failed", f"{type(exc).__name__}: {exc}"
             self.hooks.message(f"{self.name}: failed: {type(exc).__name__}: {exc}")
         finally:
             self.stop()
         return self.entry
 
 
-def _safe(fn: Callable[[], Any]) -> Any:
+def _metrics(fn: Callable[[], dict[str, Any]]) -> dict[str, JsonValue]:
+    """The engine's own counters as JSON; they are extras, so a failure is noted and the run kept."""
     try:
-        return fn()
-    except Exception as exc:  # metrics are extras: note the failure, keep the run
+        metrics = fn()
+        return TypeAdapter(dict[str, JsonValue]).validate_python(json.loads(json.dumps(metrics, default=_plain)))
+    except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _plain(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    return str(o)

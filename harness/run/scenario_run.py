@@ -15,6 +15,7 @@ from harness.run.planning import new_run_id, plan_engines
 from harness.scenario import load_scenario
 from harness.stack.probes import redact
 from harness.stack.services import services
+from harness.results.document import Machine, ResultDocument, Services, Versions
 from harness.storage.results import ResultFile, utc_now
 
 
@@ -28,22 +29,21 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     run_id = opts.run_id or new_run_id(scenario)
     run_dir = (opts.results_dir or paths.results_dir()) / run_id
     started = time.monotonic()
-    results = ResultFile(run_dir, {
-        "run_id": run_id, "status": "running", "error": None, "started_at": utc_now(), "finished_at": None,
-        "scenario_file": str(opts.scenario_path), "scenario": scenario.model_dump(mode="json"),
-        "engines_requested": [p.name for p in planned], "repeat": opts.repeat, "mode": "isolated",
-        "machine": environment.machine(),
-    })
+    results = ResultFile(run_dir, ResultDocument(
+        run_id=run_id, status="running", started_at=utc_now(), scenario_file=str(opts.scenario_path),
+        scenario=scenario, engines_requested=[p.name for p in planned], repeat=opts.repeat,
+        machine=Machine.model_validate(environment.machine())))
     hooks.started(run_dir)
     status, error = "failed", None
     try:
         with services(opts.bootstrap, opts.dsn, scenario_bootstrap=scenario.services.bootstrap_servers,
                       scenario_dsn=scenario.services.postgres_dsn, progress=hooks.message) as svc:
-            results.update(services={"kafka": "external" if "kafka" in svc.external else "embedded",
-                                     "bootstrap": svc.bootstrap,
-                                     "postgres": "external" if "postgres" in svc.external else "embedded",
-                                     "postgres_dsn": redact(svc.dsn)},
-                           versions=environment.versions(svc.dsn, [p.cls for p in planned]))
+            results.doc.services = Services(kafka="external" if "kafka" in svc.external else "embedded",
+                                            bootstrap=svc.bootstrap,
+                                            postgres="external" if "postgres" in svc.external else "embedded",
+                                            postgres_dsn=redact(svc.dsn))
+            results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned]))
+            results.save()
             if not planned:
                 run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,
                          repeat=0, results=results, hooks=hooks)
@@ -51,10 +51,10 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
                 for p in planned:
                     EngineRun(p, scenario, svc.bootstrap, svc.dsn, run_id=run_id, repeat=repeat, results=results,
                               hooks=hooks).run()
-        failed = [e for e in results.doc["engines"] if e["status"] in ("failed", "timeout")]
+        failed = [e for e in results.doc.engines if e.status in ("failed", "timeout")]
         status = "complete" if not failed else "failed"
         if failed:
-            error = "; ".join(f"{e['engine']}#{e['repeat']}: {e.get('error')}" for e in failed)
+            error = "; ".join(f"{e.engine}#{e.repeat}: {e.error}" for e in failed)
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM); what was measured is kept"
         raise
@@ -66,8 +66,10 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
         raise HarnessError(f"run {run_id} failed: {error}; what was measured is in {run_dir}",
                            exit_code=EXIT_FAILED) from exc
     finally:
-        results.update(status=status, error=error, finished_at=utc_now(),
-                       wall_seconds=round(time.monotonic() - started, 3))
+        doc = results.doc
+        doc.status, doc.error, doc.finished_at = status, error, utc_now()
+        doc.wall_seconds = round(time.monotonic() - started, 3)
+        results.save()
     if status == "failed":
         raise HarnessError(f"run {run_id} finished with failures: {error}; results in {run_dir}", exit_code=EXIT_FAILED)
     return run_dir

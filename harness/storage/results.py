@@ -1,4 +1,4 @@
-"""results/<run_id>/result.json: one versioned document, rewritten atomically as the run goes.
+"""results/<run_id>/result.json: the typed result document (harness.results), rewritten atomically as the run goes.
 
 A crash or Ctrl-C therefore keeps everything measured up to the last completed step. Bulky raw data (per-window
 rows, time series) goes beside it under raw/ so reports work after the stack is gone.
@@ -10,9 +10,8 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-SCHEMA_VERSION = 1
+from harness.results.document import EngineResult, LoadResult, ResultDocument
 
 
 def utc_now() -> str:
@@ -20,27 +19,28 @@ def utc_now() -> str:
 
 
 class ResultFile:
-    def __init__(self, run_dir: Path, header: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, doc: ResultDocument) -> None:
         self.run_dir = run_dir
         self.path = run_dir / "result.json"
-        self.doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **header, "loads": [], "engines": []}
+        self.doc = doc
         run_dir.mkdir(parents=True, exist_ok=True)
         self.save()
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".json.tmp")
         with open(tmp, "w") as f:
-            json.dump(self.doc, f, indent=2, default=_jsonable)
+            json.dump(self.doc.dump(), f, indent=2)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
 
-    def update(self, **fields: Any) -> None:
-        self.doc.update(fields)
+    def add_engine(self, entry: EngineResult) -> EngineResult:
+        self.doc.engines.append(entry)
         self.save()
+        return entry
 
-    def add(self, section: str, entry: dict[str, Any]) -> dict[str, Any]:
-        self.doc[section].append(entry)
+    def add_load(self, entry: LoadResult) -> LoadResult:
+        self.doc.loads.append(entry)
         self.save()
         return entry
 
@@ -48,16 +48,3 @@ class ResultFile:
         d = self.run_dir / "raw" / name
         d.mkdir(parents=True, exist_ok=True)
         return d
-
-
-def _jsonable(o: Any) -> Any:
-    if hasattr(o, "item"):  # numpy scalars
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def load_result(run_dir: Path) -> dict[str, Any]:
-    with open(Path(run_dir) / "result.json") as f:
-        return json.load(f)

@@ -1,0 +1,281 @@
+"""The result document: what `harness run` writes to results/<run_id>/result.json, typed down to the leaves.
+
+This is the product's contract with its users (they keep results for months and load them into notebooks), so
+every field is declared here, unknown keys are refused, and the document carries SCHEMA_VERSION. Sections an
+unfinished run has not reached yet are None (or empty lists), so a partial result from a killed run still
+validates. docs/results.md describes the fields and their units; docs/result-schema.json is exported from these
+models (`harness schema`). A change to the shape bumps SCHEMA_VERSION and adds a step to migrations.py.
+
+Times: `*_at` are ISO-8601 UTC strings, `*_ms` without `_at` are milliseconds (durations or epoch
+milliseconds, as each field says), `*_s` seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from harness.scenario import Scenario
+
+SCHEMA_VERSION = 2
+
+RunStatus = Literal["running", "complete", "failed", "interrupted"]
+EngineStatus = Literal["starting", "running", "complete", "timeout", "failed", "skipped", "interrupted"]
+Answer = Literal["on_time", "complete"]
+
+
+class Section(BaseModel):
+    """Every part of the document: unknown keys refused; fields stay assignable while the run fills them in."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+class Percentiles(Section):
+    """A latency (or delay) distribution in milliseconds. Only `count` is set when there were no samples."""
+
+    count: int = 0
+    p50: Optional[float] = None
+    p90: Optional[float] = None
+    p99: Optional[float] = None
+    p99_9: Optional[float] = Field(None, alias="p99.9")
+    max: Optional[float] = None
+    min: Optional[float] = None
+    mean: Optional[float] = None
+    unreliable: list[str] = Field(default_factory=list,
+                                  description="percentiles computed from fewer than 10/(1-p) samples")
+
+    def at(self, name: str) -> Optional[float]:
+        """A percentile by its report name ('p50', 'p99.9', 'max')."""
+        return getattr(self, name.replace(".", "_"))
+
+
+# -- run-level sections ------------------------------------------------------------------------------------
+class Machine(Section):
+    hostname: str
+    os: str
+    cpu_model: str
+    cores: Optional[int] = None
+    memory_gb: Optional[float] = None
+
+
+class Services(Section):
+    kafka: Literal["embedded", "external"]
+    bootstrap: str
+    postgres: Literal["embedded", "external"]
+    postgres_dsn: str = Field(description="with the password redacted")
+
+
+class Commit(Section):
+    sha: Optional[str] = None
+    dirty: Optional[bool] = None
+
+
+class Versions(Section):
+    harness: str
+    python: str
+    java: Optional[str] = None
+    kafka_jars: Optional[str] = None
+    postgresql_server: Optional[str] = None
+    confluent_kafka: Optional[str] = None
+    librdkafka: Optional[str] = None
+    pandas: Optional[str] = None
+    commit: Commit = Commit()
+    engines: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict, description="each engine's own versions (libraries, connectors), by engine name")
+
+
+# -- a load --------------------------------------------------------------------------------------------------
+class GeneratorStats(Section):
+    events_scheduled: int
+    events_sent: int
+    events_acked: int
+    delivery_errors: int = 0
+    last_delivery_error: Optional[str] = None
+    heartbeats_sent: int = 0
+    heartbeats_acked: int = 0
+    achieved_rate_eps: Optional[float] = None
+    send_delay_ms: Percentiles = Field(description="hand-off to the producer minus the schedule's intended time")
+    ack_latency_ms: Percentiles = Field(description="broker acknowledgement minus hand-off")
+    first_handoff_ms: Optional[int] = Field(None, description="epoch ms")
+    last_handoff_ms: Optional[int] = Field(None, description="epoch ms")
+    last_ack_ms: Optional[int] = Field(None, description="epoch ms")
+    interrupted: bool = False
+
+
+class GroundTruthSummary(Section):
+    windows_complete: int = Field(description="windows of every well-formed event")
+    windows_on_time: int = Field(description="windows of the events a watermark engine keeps (late ones dropped)")
+    events_by_kind: dict[str, int]
+
+
+class LoadSeries(Section):
+    """Per second of the schedule (keys are seconds since the time base)."""
+
+    intended_per_second: dict[int, float] = Field(default_factory=dict)
+    sent_per_second: dict[int, int] = Field(default_factory=dict)
+    acked_per_second: dict[int, int] = Field(default_factory=dict)
+
+
+class LoadResult(Section):
+    load_id: str
+    engine: Optional[str] = Field(None, description="the engine that read this load; None for a load-only pass")
+    repeat: int = 0
+    topic: str
+    partitions: int
+    time_base_ms: Optional[int] = Field(None, description="epoch ms of the schedule's time 0 (a window boundary)")
+    encoder: str
+    generator: GeneratorStats
+    ground_truth: GroundTruthSummary
+    timeseries: LoadSeries = LoadSeries()
+
+
+# -- an engine run -------------------------------------------------------------------------------------------
+class Capabilities(Section):
+    window_types: list[str]
+    triggers: list[str]
+    allowed_lateness: bool
+    emits: Literal["final", "updates"]
+
+
+class Correctness(Section):
+    expected: int
+    exact: int
+    wrong: int
+    missing: int
+    extra: int
+
+
+class WindowSummary(Section):
+    promised_answer: Answer
+    correctness: Correctness
+    duplicates: int = Field(description="emissions equal to an earlier emission of the same window (replays)")
+    re_emissions: int = Field(description="emissions of a window after its first")
+    emissions: int
+    late_events_dropped: int
+    on_time_events_missing: int
+    latency_windows_measured: int
+    latency_windows_excluded_warmup: int
+    event_to_result_ms: Percentiles
+    window_close_ms: Percentiles
+    emitted_before_window_close: int
+    first_emission_ms: Optional[Percentiles] = Field(None, description="only for engines that emit updates")
+
+
+class MalformedCount(Section):
+    sent: int
+    counted_by_engine: Optional[int] = None
+
+
+class Throughput(Section):
+    in_records_per_s: Optional[float] = Field(None, description="least-squares slope of records read, from time "
+                                              "base + warm-up + 2 s to the last send; heartbeats and malformed "
+                                              "records included")
+    acked_records_per_s: Optional[float] = None
+    in_vs_acked: Optional[float] = None
+    out_rows_per_s: Optional[float] = None
+
+
+class Lag(Section):
+    max_records: Optional[int] = None
+    final_records: Optional[int] = None
+
+
+class CpuDuringLoad(Section):
+    """From the time base to the last send: start-up excluded (Resources includes it)."""
+
+    cpu_seconds: Optional[float] = None
+    cpu_seconds_per_million_events: Optional[float] = None
+
+
+class Resources(Section):
+    """The whole engine run, start-up included, over every process the engine owns."""
+
+    cpu_seconds: float
+    cpu_seconds_per_million_events: Optional[float] = None
+    peak_rss_mb: float
+    peak_hwm_sum_mb: float
+    processes_seen: int
+
+
+class Sample(Section):
+    """One monitor sample, every 0.5 s while the engine runs."""
+
+    t: float = Field(description="seconds since the monitor started")
+    wall_ms: int = Field(description="epoch ms")
+    records_in: Optional[int] = None
+    lag: Optional[int] = None
+    end_offsets: int
+    acked_records: int
+    rows_out: int
+    cpu_s: float
+    rss_mb: float
+
+
+class EngineResult(Section):
+    """One engine on one load (one repeat)."""
+
+    engine: str
+    display_name: str
+    role: Literal["floor", "option"] = "option"
+    colour: Optional[str] = None
+    repeat: int
+    load_id: str
+    description: str = ""
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+    changed_settings: dict[str, JsonValue] = Field(default_factory=dict)
+    latency_floor_ms: dict[str, float] = Field(default_factory=dict)
+    capabilities: Capabilities
+    status: EngineStatus
+    reason: Optional[str] = Field(None, description="why the engine was skipped")
+    error: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    promised_answer: Optional[Answer] = None
+    start_to_running_s: Optional[float] = None
+    engine_metrics: Optional[dict[str, JsonValue]] = Field(None, description="the engine's own counters, as it "
+                                                           "reports them (their keys are the engine's)")
+    cpu_during_load: Optional[CpuDuringLoad] = None
+    windows: Optional[WindowSummary] = None
+    malformed: Optional[MalformedCount] = None
+    throughput: Optional[Throughput] = None
+    lag: Optional[Lag] = None
+    time_to_first_result_s: Optional[float] = None
+    timeseries: list[Sample] = Field(default_factory=list)
+    resources: Optional[Resources] = None
+
+
+class ResultDocument(Section):
+    """result.json."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    run_id: str
+    status: RunStatus
+    error: Optional[str] = None
+    started_at: str
+    finished_at: Optional[str] = None
+    wall_seconds: Optional[float] = None
+    scenario_file: str
+    scenario: Scenario
+    engines_requested: list[str] = Field(default_factory=list)
+    repeat: int = 1
+    mode: Literal["isolated"] = "isolated"
+    machine: Optional[Machine] = None
+    services: Optional[Services] = None
+    versions: Optional[Versions] = None
+    loads: list[LoadResult] = Field(default_factory=list)
+    engines: list[EngineResult] = Field(default_factory=list)
+
+    def load(self, load_id: str) -> Optional[LoadResult]:
+        return next((ld for ld in self.loads if ld.load_id == load_id), None)
+
+    def dump(self) -> dict[str, object]:
+        """The JSON form written to result.json (aliases such as 'p99.9' restored)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of result.json, as docs/result-schema.json holds it."""
+    schema = ResultDocument.model_json_schema(by_alias=True, mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"stream-harness/result/v{SCHEMA_VERSION}", **schema}

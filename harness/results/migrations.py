@@ -1,0 +1,41 @@
+"""Upgrading result.json files written by an older harness, one schema version at a time.
+
+Each step takes the JSON of version n and returns version n + 1; `upgrade` chains them. A version with no step
+(older than the oldest kept here, or newer than this harness) is refused by the loader with the versions it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from harness.results.document import SCHEMA_VERSION, Versions
+
+Doc = dict[str, Any]
+
+
+def _v1_to_v2(doc: Doc) -> Doc:
+    """v1 kept each engine's versions beside the harness's (versions.<engine>) and repeated the definition of
+    two intervals in every engine entry; v2 has versions.engines and leaves definitions to docs/results.md."""
+    versions = doc.get("versions")
+    if isinstance(versions, dict):
+        own = set(Versions.model_fields)
+        engines = {k: v for k, v in versions.items() if k not in own and isinstance(v, dict)}
+        doc["versions"] = {**{k: v for k, v in versions.items() if k not in engines}, "engines": engines}
+    for entry in doc.get("engines") or []:
+        if isinstance(entry, dict):
+            for section in ("throughput", "cpu_during_load"):
+                if isinstance(entry.get(section), dict):
+                    entry[section].pop("interval", None)
+    doc["schema_version"] = 2
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2}
+READABLE = sorted({*STEPS, SCHEMA_VERSION})
+
+
+def upgrade(doc: Doc) -> Doc:
+    """The document at SCHEMA_VERSION; the caller has checked that its version is in READABLE."""
+    while doc.get("schema_version") != SCHEMA_VERSION:
+        doc = STEPS[int(doc["schema_version"])](doc)
+    return doc
