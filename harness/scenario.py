@@ -165,6 +165,8 @@ class Slo(Strict):
 
     p99_latency: Millis | None = None
     p50_latency: Millis | None = None
+    p99_window_close: Millis | None = None
+    p50_window_close: Millis | None = None
     max_duplicates: int | None = Field(None, ge=0)
     max_wrong_windows: int | None = Field(None, ge=0)
     max_missing_windows: int | None = Field(None, ge=0)

@@ -28,7 +28,7 @@ from harness.report import decision as D
 from harness.report import verdicts as M
 from harness.report.data import RunData
 from harness.results.document import SCHEMA_VERSION
-from harness.scenario import load_scenario
+from harness.scenario import Slo, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 # The scenario section as `harness run` writes it (the Scenario's JSON dump): quick.yaml with two engines.
@@ -137,13 +137,20 @@ def test_every_slo_field_reads_its_metric(tmp_path: Path) -> None:
     e = engine_entry("baseline", p50=900, p99=1500, wrong=1, missing=2, duplicates=3, cpu_m=80, peak=64, thr=500)
     slo = {"p99_latency": "1s", "p50_latency": "1s", "max_duplicates": 5, "max_wrong_windows": 0,
            "max_missing_windows": 2, "min_throughput": 600, "max_cpu_seconds_per_million": 100,
-           "max_peak_memory_mb": 50}
+           "max_peak_memory_mb": 50, "p99_window_close": "1s", "p50_window_close": "1s"}
+    assert set(slo) == set(Slo.model_fields)   # a new SLO field needs its line here
     s = summarize(doc([e], slo=slo), tmp_path)
     got = {c.field: (c.verdict, c.figure) for c in s.checks}
-    assert got == {"p99_latency": (D.FAIL, 1500), "p50_latency": (D.PASS, 900), "max_duplicates": (D.PASS, 3),
+    # window close is p50 - 40 and p99 - 400 in engine_entry: its SLOs read it, not event-to-result latency
+    assert got == {"p99_latency": (D.FAIL, 1500), "p50_latency": (D.PASS, 900),
+                   "p99_window_close": (D.FAIL, 1100), "p50_window_close": (D.PASS, 860),
+                   "max_duplicates": (D.PASS, 3),
                    "max_wrong_windows": (D.FAIL, 1), "max_missing_windows": (D.PASS, 2),
                    "min_throughput": (D.FAIL, 500), "max_cpu_seconds_per_million": (D.PASS, 80),
                    "max_peak_memory_mb": (D.FAIL, 64)}
+    assert any("unreliable: 250 windows" in n for n in check(s, "p99_window_close", "baseline").notes)
+    which = next(line for line in s.record_md.splitlines() if line.startswith("- Which latency:"))
+    assert "event-to-result" in which and "window-close" in which
 
 
 def test_tie_inside_the_repeat_spread(tmp_path: Path) -> None:

@@ -21,12 +21,15 @@ from harness.durations import format_duration
 from harness.metrics.stats import min_samples_for
 from harness.report import verdicts as M
 from harness.report.data import EngineRun, RunData, num
+from harness.results.document import Percentiles
 
 # slo field -> (metric, direction: "max" = figure must be <= the value, "min" = figure must be >= it, its kind:
 # "duration" = int milliseconds in the scenario, shown as a duration)
 SLO_FIELDS: dict[str, tuple[M.Metric, str, str]] = {
     "p99_latency": (M.P99, "max", "duration"),
     "p50_latency": (M.P50, "max", "duration"),
+    "p99_window_close": (M.WC99, "max", "duration"),
+    "p50_window_close": (M.WC50, "max", "duration"),
     "max_duplicates": (M.DUPS, "max", "number"),
     "max_wrong_windows": (M.WRONG, "max", "number"),
     "max_missing_windows": (M.MISSING, "max", "number"),
@@ -36,6 +39,7 @@ SLO_FIELDS: dict[str, tuple[M.Metric, str, str]] = {
 }
 SLO_PATHS = {
     "p99_latency": "windows.event_to_result_ms.p99", "p50_latency": "windows.event_to_result_ms.p50",
+    "p99_window_close": "windows.window_close_ms.p99", "p50_window_close": "windows.window_close_ms.p50",
     "max_duplicates": "windows.duplicates", "max_wrong_windows": "windows.correctness.wrong",
     "max_missing_windows": "windows.correctness.missing", "min_throughput": "throughput.in_records_per_s",
     "max_cpu_seconds_per_million": "cpu_during_load.cpu_seconds_per_million_events",
@@ -149,7 +153,7 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
     if ok and chk.margin == 0 and metric not in (M.DUPS, M.WRONG, M.MISSING):
         chk.notes.append("exactly at the threshold")
     if any(metric.unreliable(r) for r, _ in vals):
-        n = min(r.latency.count if r.latency else 0 for r, _ in vals)
+        n = min((metric.summary(r) or Percentiles()).count for r, _ in vals)
         need = min_samples_for(float((metric.percentile or "p0")[1:]))
         chk.notes.append(f"{metric.percentile} unreliable: {n} windows measured, {need} needed")
     return chk
@@ -308,6 +312,28 @@ def _slo_line(slo: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+LATENCY_SLOS = {"p99_latency", "p50_latency"}
+WINDOW_CLOSE_SLOS = {"p99_window_close", "p50_window_close"}
+
+
+def latency_slo_line(slo: dict[str, Any]) -> str:
+    """Which latency the scenario's latency SLOs check, and what each one fits."""
+    e2r, wc = sorted(LATENCY_SLOS & set(slo)), sorted(WINDOW_CLOSE_SLOS & set(slo))
+    said = []
+    if e2r:
+        said.append(f"{', '.join(f'`{k}`' for k in e2r)} check{'s' if len(e2r) == 1 else ''} event-to-result latency: from the window's last "
+                    "event to its final value being readable, what a reader of the results waits. It includes how "
+                    "long the window stayed open after that event, so with sparse keys it approaches the window "
+                    "length whatever the engine; it fits a freshness promise made to readers")
+    if wc:
+        said.append(f"{', '.join(f'`{k}`' for k in wc)} check{'s' if len(wc) == 1 else ''} window-close latency: from the window's end (event "
+                    "time) to its final value being readable, what the engine adds once the window could close; "
+                    "it fits comparing engines, and does not depend on how dense the keys are")
+    if not said:
+        return ""
+    return "; ".join(said) + "."
+
+
 def decision_record(run: RunData, s: DecisionSummary) -> str:
     groups = run.by_engine()
     v = s.verdicts
@@ -320,6 +346,7 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
               "## Context", "",
               f"- Workload: {_scenario_line(run)}.",
               f"- Objectives (SLOs): {_slo_line(s.slo)}.",
+              *([f"- Which latency: {latency_slo_line(s.slo)}"] if latency_slo_line(s.slo) else []),
               f"- Machine: {_machine_line(run)}; engines ran one after another on the same deterministic load.",
               "", "## Options considered", ""]
     for engine, runs in groups.items():

@@ -23,6 +23,7 @@ import numpy as np
 
 from harness import paths
 from harness.report.data import EngineRun, num
+from harness.results.document import Percentiles
 
 NOISE_BAND = 0.10          # relative difference a single run must exceed to be called a win
 Z95 = 1.959964
@@ -37,13 +38,19 @@ class Metric:
     better: str | None = None            # "lower", "higher" or None (shown, never ranked)
     percentile: str | None = None        # "p50", "p99"...: a latency percentile (flag, confidence interval)
     digits: int = 0
+    column: str = "event_to_result_ms"   # for a percentile: which per-window latency (windows.csv column)
 
     def value(self, run: EngineRun) -> float | None:
         """The figure as a finite float, or None when the engine run did not reach it (or it is NaN)."""
         return num(self.read(run))
 
+    def summary(self, run: EngineRun) -> Percentiles | None:
+        """For a percentile: the distribution it is read from."""
+        w = run.entry.windows
+        return None if w is None else w.window_close_ms if self.column == "window_close_ms" else w.event_to_result_ms
+
     def unreliable(self, run: EngineRun) -> bool:
-        lat = run.latency
+        lat = self.summary(run)
         return bool(self.percentile) and lat is not None and self.percentile in lat.unreliable
 
 
@@ -56,6 +63,12 @@ P50 = Metric("p50", "Event-to-result latency p50", "ms", lambda r: r.latency.p50
              "p50")
 P99 = Metric("p99", "Event-to-result latency p99", "ms", lambda r: r.latency.p99 if r.latency else None, "lower",
              "p99")
+WC50 = Metric("wc_p50", "Window-close latency p50", "ms",
+              lambda r: r.entry.windows.window_close_ms.p50 if r.entry.windows else None, "lower", "p50",
+              column="window_close_ms")
+WC99 = Metric("wc_p99", "Window-close latency p99", "ms",
+              lambda r: r.entry.windows.window_close_ms.p99 if r.entry.windows else None, "lower", "p99",
+              column="window_close_ms")
 PMAX = Metric("max", "Event-to-result latency max", "ms", lambda r: r.latency.max if r.latency else None, "lower")
 THR_IN = Metric("thr_in", "Throughput in", "records/s",
                 lambda r: r.entry.throughput.in_records_per_s if r.entry.throughput else None, "higher", digits=1)
@@ -83,7 +96,7 @@ FIRST = Metric("first_result", "Time to first result", "s", lambda r: r.entry.ti
 START = Metric("start", "Start to running", "s", lambda r: r.entry.start_to_running_s, "lower", digits=1)
 
 # What the decision summary and `compare` rank, in order.
-RANKED = [P50, P99, PMAX, THR_IN, BAD, DUPS, CPU_M, CPU_TOTAL, PEAK_MB, LAG, FIRST, START]
+RANKED = [P50, P99, PMAX, WC50, WC99, THR_IN, BAD, DUPS, CPU_M, CPU_TOTAL, PEAK_MB, LAG, FIRST, START]
 
 
 # -- spreads and judging -------------------------------------------------------------------------------------
@@ -143,7 +156,7 @@ def figure(runs: list[EngineRun], metric: Metric) -> Figure | None:
         return None
     fig = Figure([v for _, v in vals], unreliable=any(metric.unreliable(r) for r, _ in vals))
     if fig.n == 1 and metric.percentile:
-        samples = vals[0][0].latency_samples()
+        samples = vals[0][0].latency_samples(metric.column)
         if samples.size:
             fig.samples = int(samples.size)
             fig.ci = quantile_ci(samples, float(metric.percentile[1:]))
