@@ -78,3 +78,20 @@ def test_session_gap_given_to_flink_and_spark() -> None:
 
     for g in (flink_gap(GAP), spark_gap(GAP)):
         assert (GAP - 1 <= g) and not (GAP <= g)
+
+
+def test_bad_windows_lists_wrong_missing_and_extra_in_order() -> None:
+    from harness.metrics.windows import bad_windows, compare_final
+
+    cols = ["key", "window_start", "window_end", "cnt", "sum", "min", "max"]
+    expected = pd.DataFrame([("a", 0, 10, 2, 5, 1, 4), ("b", 0, 10, 1, 7, 7, 7), ("c", 0, 10, 3, 9, 1, 5)],
+                            columns=cols)
+    final = pd.DataFrame([("a", 0, 10, 2, 5, 1, 4), ("b", 0, 10, 1, 8, 7, 7), ("d", 0, 10, 1, 1, 1, 1),
+                          ("e", 0, 10, None, None, None, None)], columns=cols)
+    bad = bad_windows(expected, final)
+    assert [(b["kind"], b["key"]) for b in bad] == [("wrong", "b"), ("missing", "c"), ("extra", "d"), ("extra", "e")]
+    assert bad[0]["expected"]["sum"] == 7 and bad[0]["got"]["sum"] == 8
+    assert bad[1]["got"] is None and bad[2]["expected"] is None and bad[3]["got"]["cnt"] is None
+    c = compare_final(expected, final)
+    assert (c["wrong"], c["missing"], c["extra"]) == (1, 1, 2)
+    assert len(bad_windows(expected, final, limit=2)) == 2 and bad_windows(expected, expected) == []

@@ -87,6 +87,28 @@ def compare_final(expected: pd.DataFrame, final: pd.DataFrame) -> dict[str, int]
     }
 
 
+BAD_WINDOWS_KEPT = 10
+
+
+def bad_windows(expected: pd.DataFrame, final: pd.DataFrame, limit: int = BAD_WINDOWS_KEPT) -> list[dict[str, Any]]:
+    """The first `limit` windows of the final table that differ from the expected ones, with both values."""
+    m = expected[KEY + VALUES].merge(final[KEY + VALUES], on=KEY, how="outer", suffixes=("_exp", ""), indicator=True)
+    differs = np.any([m[v].to_numpy() != m[f"{v}_exp"].to_numpy() for v in VALUES], axis=0) if len(m) else []
+    bad = m[(m["_merge"] != "both") | differs].sort_values(KEY).head(limit)
+    out = []
+    for row in bad.to_dict("records"):
+        kind = {"both": "wrong", "left_only": "missing", "right_only": "extra"}[str(row["_merge"])]
+        values = {"expected": None if kind == "extra" else {v: int(row[f"{v}_exp"]) for v in VALUES},
+                  "got": None if kind == "missing" else {v: _int(row[v]) for v in VALUES}}
+        out.append({"kind": kind, "key": row["key"], "window_start": int(row["window_start"]),
+                    "window_end": int(row["window_end"]), **values})
+    return out
+
+
+def _int(v: Any) -> int | None:
+    return None if pd.isna(v) else int(v)
+
+
 def _shortfall(answer: pd.DataFrame, final: pd.DataFrame) -> int:
     """Event-window memberships of answer that the engine's final counts lack."""
     m = answer[KEY + ["cnt"]].merge(final[KEY + ["cnt"]], on=KEY, how="left", suffixes=("", "_got"))
@@ -126,6 +148,7 @@ def report(*, promised: str, expected: dict[str, pd.DataFrame], log: pd.DataFram
         "event_to_result_ms": percentiles(done["event_to_result_ms"].to_numpy()),
         "window_close_ms": percentiles(done["window_close_ms"].to_numpy()),
         "emitted_before_window_close": early,
+        "bad_windows": bad_windows(exp, final),
     }
     if emits == "updates":
         summary["first_emission_ms"] = percentiles(measured["first_emission_ms"].dropna().to_numpy())

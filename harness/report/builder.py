@@ -225,6 +225,10 @@ def report_context(run: RunData) -> dict[str, Any]:
                        "pipelines/<engine>/*.py, counted in the project as it is when the report is built (commit of "
                        f"the run: {_commit_sha(run) or 'not recorded'})."),
         _table_section("not-run", "Engines skipped or failed", [], html=not_run_html(run)),
+        *([_table_section("bad-windows", "Bad windows", [("", bad)],
+                          "Windows whose final value is not the promised one, with both values (the first 10 of "
+                          "each engine run, in key and window order): wrong, missing (never written) or extra "
+                          "(not in the promised answer).")] if (bad := T.bad_windows(run)).rows else []),
         _table_section("all-runs", "Every engine run", [("", T.repeats(run)), ("Loads", T.loads(run))],
                        "One line per engine and repeat: the figures behind the headline."),
         _table_section("scenario", "Scenario, run, machine and versions", [],
@@ -238,6 +242,8 @@ def report_context(run: RunData) -> dict[str, Any]:
     nav = [("headline-section", "Headline"), ("decision", "Decision"), ("plots", "Plots"),
            ("latency-floor", "Latency floor"), ("moving-parts", "Moving parts"), ("not-run", "Skipped/failed"),
            ("all-runs", "Every run"), ("scenario", "Scenario & machine"), ("definitions", "Definitions")]
+    if any(sec["id"] == "bad-windows" for sec in sections):
+        nav.insert(nav.index(("not-run", "Skipped/failed")) + 1, ("bad-windows", "Bad windows"))
     return {
         "title": f"Stream harness report: {scen}",
         "subtitle": subtitle,

@@ -10,7 +10,7 @@ import yaml
 from harness.report import verdicts as M
 from harness.report.data import EngineRun, RunData, num
 from harness.report.decision import fmt
-from harness.results.document import Percentiles, Throughput, WindowSummary
+from harness.results.document import Percentiles, Throughput, WindowSummary, WindowValues
 
 UNRELIABLE_TIP = "fewer than 10/(1-p) samples: this percentile is not much more than the maximum"
 
@@ -111,6 +111,8 @@ def _status(runs: list[EngineRun]) -> Cell:
     else:
         s = ", ".join(f"#{r.repeat} {r.status}" for r in runs)
     flag = "" if all(x == "complete" for x in st) else "warn" if all(x in ("complete", "skipped") for x in st) else "bad"
+    if any(x == "settled" for x in st):
+        flag = "bad"  # judged, but some windows are not the promised ones
     tip = "; ".join(str(r.entry.error or r.entry.reason) for r in runs if r.entry.error or r.entry.reason)
     return Cell(s, flag, tip)
 
@@ -323,6 +325,24 @@ def moving_parts(run: RunData) -> Table:
             Cell(f"{loc[0]} ({', '.join(loc[1])})" if loc else "not found in pipelines/"),
             number_cell(runs, lambda r: r.entry.start_to_running_s, "s", 1),
         ]))
+    return t
+
+
+def _values(v: WindowValues | None) -> str:
+    return "–" if v is None else f"cnt {v.cnt}, sum {v.sum}, min {v.min}, max {v.max}"
+
+
+def bad_windows(run: RunData) -> Table:
+    """The first windows (up to 10 per engine run) whose final value is not the promised one."""
+    t = Table(["engine", "kind", "key", "window (ms from time base)", "expected", "got"])
+    for r in run.runs:
+        if r.entry.windows is None:
+            continue
+        tb = r.time_base_ms or 0
+        for b in r.entry.windows.bad_windows:
+            t.rows.append(Row(r.label, [Cell(b.kind, "bad"), Cell(b.key),
+                                        Cell(f"{b.window_start - tb:.0f} – {b.window_end - tb:.0f}"),
+                                        Cell(_values(b.expected)), Cell(_values(b.got))]))
     return t
 
 

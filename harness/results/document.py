@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from harness.scenario import Scenario
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
-EngineStatus = Literal["starting", "running", "complete", "timeout", "failed", "skipped", "interrupted"]
+# complete: every promised window held its value; settled: the sink went quiet first, judged as it stands;
+# timeout: still emitting at the deadline.
+EngineStatus = Literal["starting", "running", "complete", "settled", "timeout", "failed", "skipped", "interrupted"]
 Answer = Literal["on_time", "complete"]
 
 
@@ -146,6 +148,24 @@ class Correctness(Section):
     extra: int
 
 
+class WindowValues(Section):
+    cnt: Optional[int] = None
+    sum: Optional[int] = None
+    min: Optional[int] = None
+    max: Optional[int] = None
+
+
+class BadWindow(Section):
+    """A window of the final table that is not the promised one (the first few are kept)."""
+
+    kind: Literal["wrong", "missing", "extra"]
+    key: str
+    window_start: int = Field(description="epoch ms")
+    window_end: int = Field(description="epoch ms")
+    expected: Optional[WindowValues] = Field(None, description="None for an extra window")
+    got: Optional[WindowValues] = Field(None, description="None for a missing window")
+
+
 class WindowSummary(Section):
     promised_answer: Answer
     correctness: Correctness
@@ -159,6 +179,8 @@ class WindowSummary(Section):
     event_to_result_ms: Percentiles
     window_close_ms: Percentiles
     emitted_before_window_close: int
+    bad_windows: list[BadWindow] = Field(default_factory=list, description="the first wrong, missing and extra "
+                                         "windows (up to 10), in key and window order")
     first_emission_ms: Optional[Percentiles] = Field(None, description="only for engines that emit updates")
 
 
@@ -248,7 +270,7 @@ class EngineResult(Section):
 class ResultDocument(Section):
     """result.json."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     run_id: str
     status: RunStatus
     error: Optional[str] = None

@@ -30,7 +30,14 @@ def _v1_to_v2(doc: Doc) -> Doc:
     return doc
 
 
-STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2}
+def _v2_to_v3(doc: Doc) -> Doc:
+    """v3 added the engine status "settled" and windows.bad_windows; a v2 file has neither, and is a valid v3
+    document once its version says so."""
+    doc["schema_version"] = 3
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3}
 READABLE = sorted({*STEPS, SCHEMA_VERSION})
 
 

@@ -27,6 +27,7 @@ START_TIMEOUT_S = 180   # an engine that is not reading its topic by then has fa
 WAIT_GRACE_MS = 30_000  # after the last window should have closed, how long to wait for the final answer
 SAMPLE_S = 0.5
 SETTLE_S = 1.0          # one more sink flush and sample, so a replay or a late duplicate shows up
+QUIET_MIN_MS = 5_000    # the sink quiet this long (or 2 trigger intervals) after every window closed: settled
 FOREVER_MS = 2**62      # heartbeats go on until the run stops the generator
 
 
@@ -71,13 +72,20 @@ class EngineRun:
         return self.load.begin(heartbeat_until_ms=FOREVER_MS)
 
     def wait(self, plan: Plan) -> tuple[str, int, int]:
-        """Sample until every promised window holds its value, the engine stops, or the deadline passes.
+        """Sample until every promised window holds its value ("complete"), the sink has been quiet for the
+        settle interval after every window should have closed ("settled": judged as it stands, wrong or not),
+        the engine stops, or the deadline passes while it still emits ("timeout").
         Returns (status, windows matched, windows promised)."""
         assert self.monitor is not None
         deadline_ms: int | None = None
+        closed_ms: int | None = None       # every window closed, trigger and late margin included
+        quiet_ms = settle_interval_ms(plan)
+        last_rows, changed_ms = -1, now_ms()
         matched = total = 0
         while True:
             row = self.monitor.sample()
+            if row["rows_out"] != last_rows:
+                last_rows, changed_ms = row["rows_out"], row["wall_ms"]
             self.load.raise_if_failed()
             if not self.engine.alive():
                 self.entry.error = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
@@ -87,13 +95,19 @@ class EngineRun:
                 assert stats is not None and self.load.time_base_ms is not None
                 self.hooks.message(f"{self.load_id}: {stats.sent} events sent; computing ground truth")
                 self.load.compute_truth()
-                deadline_ms = (stats.last_handoff_ms or self.load.time_base_ms) \
+                closed_ms = (stats.last_handoff_ms or self.load.time_base_ms) \
                     + (close_horizon_ms(self.scenario) - self.scenario.duration) \
-                    + plan.max_trigger_interval_ms + WAIT_GRACE_MS
+                    + plan.max_trigger_interval_ms + plan.late_margin_ms
+                deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if self.load.truth is not None:
                 matched, total = self.monitor.matching(plan.promised_answer)
                 if matched == total:
                     return "complete", matched, total
+                if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms) >= quiet_ms:
+                    self.entry.error = (f"{total - matched} of {total} windows do not hold their promised value; the "
+                                        f"sink was quiet for {quiet_ms / 1000:g} s after every window should have "
+                                        f"closed, so the run is judged as it stands")
+                    return "settled", matched, total
                 if deadline_ms is not None and row["wall_ms"] > deadline_ms:
                     self.entry.error = (f"{total - matched} of {total} windows did not hold their promised value "
                                            f"by the deadline (last send + window + watermark delay + trigger "
@@ -173,6 +187,11 @@ class EngineRun:
         finally:
             self.stop()
         return self.entry
+
+
+def settle_interval_ms(plan: Plan) -> int:
+    """How long the sink must stay quiet, once every window should have closed, to call an engine finished."""
+    return max(QUIET_MIN_MS, 2 * plan.max_trigger_interval_ms)
 
 
 def _metrics(fn: Callable[[], dict[str, Any]]) -> dict[str, JsonValue]:
