@@ -354,8 +354,9 @@ def _print_run_summary(run_dir: Path) -> None:
     if doc.engines:
         table = Table(title="engines")
         for col in ("engine", "status", "exact/expected", "wrong", "missing", "extra", "dup", "re-emit",
-                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "CPU s/M ev (load)", "peak RSS MB", "note"):
-            table.add_column(col, overflow="fold")
+                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "kept up", "CPU s/M ev (load)", "peak RSS MB",
+                    "note"):
+            table.add_column(col, overflow="fold", no_wrap=col in ("engine", "status", "kept up"))
 
         def show(v: object) -> str:
             return "-" if v is None else str(v)
@@ -369,6 +370,8 @@ def _print_run_summary(run_dir: Path) -> None:
                           show(c and c.missing), show(c and c.extra), show(w and w.duplicates),
                           show(w and w.re_emissions), show(lat and lat.p50), show(lat and lat.p99),
                           show(th and th.in_records_per_s), show(th and th.in_vs_acked),
+                          "-" if e.keeping_up is None or e.keeping_up.kept_up is None
+                          else "yes" if e.keeping_up.kept_up else "[red]NO[/]",
                           show(cpu and cpu.cpu_seconds_per_million_events), show(res and res.peak_rss_mb),
                           e.reason or e.error or "")
         out.print(table)

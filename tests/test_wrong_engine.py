@@ -1,7 +1,11 @@
-"""A wrong engine is judged: a test engine built from the baseline loses every window of one key and adds 1 to
-the sum of every window of another. Its sink goes quiet, the run settles, and it fails max_wrong_windows and
-max_missing_windows with exactly the planted counts, is ranked last on correctness, and its report lists the
-bad windows with expected and got values."""
+"""Verdicts on engines that misbehave, from one run of four engines:
+
+- a wrong engine is judged: a test engine built from the baseline loses every window of one key and adds 1 to
+  the sum of every window of another. Its sink goes quiet, the run settles, and it fails max_wrong_windows and
+  max_missing_windows with exactly the planted counts, is ranked last on correctness, and its report lists the
+  bad windows with expected and got values;
+- keeping up: a baseline throttled to about half the load's rate is flagged as not keeping up (headline,
+  decision section, terminal table); the baseline and a batch job running every 2 s are not."""
 
 from __future__ import annotations
 
@@ -45,6 +49,47 @@ class LossyEngine(BaselineEngine):
 ENGINE = LossyEngine
 '''
 
+SLOW_ENGINE_PY = '''"""The baseline, reading at most 20 records every 0.1 s (a test engine that cannot keep up)."""
+import sys
+from pathlib import Path
+
+from harness.engines.launcher import job_config
+from pipelines.baseline.engine import BaselineEngine
+
+
+class SlowEngine(BaselineEngine):
+    name = "slow"
+    display_name = "Slow (test engine)"
+    role = "option"
+    colour = None
+    description = "The baseline's job, throttled to about 200 records/s"
+
+    def start(self, ctx):
+        self.job.launch([sys.executable, str(Path(__file__).with_name("slow_job.py"))], ctx,
+                        job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
+
+
+ENGINE = SlowEngine
+'''
+
+SLOW_JOB_PY = '''"""The baseline job with a consumer that returns at most 20 records per call and then sleeps 0.1 s."""
+import sys
+import time
+
+from pipelines.baseline import job
+
+
+class SlowConsumer(job.Consumer):
+    def consume(self, num_messages=1, timeout=-1):
+        msgs = super().consume(num_messages=min(num_messages, 20), timeout=timeout)
+        time.sleep(0.1)
+        return msgs
+
+
+job.Consumer = SlowConsumer
+sys.exit(job.main(sys.argv[1]))
+'''
+
 JOB_PY = f'''"""The baseline job, whose fired windows lose key {LOST} and gain 1 in the sum of key {CORRUPTED}."""
 import sys
 
@@ -69,20 +114,29 @@ sys.exit(job.main(sys.argv[1]))
 '''
 
 
-def test_wrong_engine_is_judged_and_ranked_last(stack_dir: Path, tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    (plugins / "lossy").mkdir(parents=True)
-    (plugins / "lossy" / "engine.py").write_text(ENGINE_PY)
-    (plugins / "lossy" / "lossy_job.py").write_text(JOB_PY)
-    scen = tmp_path / "wrong.yaml"
+@pytest.fixture(scope="module")
+def misbehaving_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("verdicts")
+    plugins = tmp / "plugins"
+    for name, files in {"lossy": {"engine.py": ENGINE_PY, "lossy_job.py": JOB_PY},
+                        "slow": {"engine.py": SLOW_ENGINE_PY, "slow_job.py": SLOW_JOB_PY}}.items():
+        (plugins / name).mkdir(parents=True)
+        for f, text in files.items():
+            (plugins / name / f).write_text(text)
+    scen = tmp / "misbehaving.yaml"
     scen.write_text(yaml.safe_dump(scenario_dict(
-        name="wrong", engines={"lossy": {}, "baseline": {}},
+        name="misbehaving", duration="6s", engines={"lossy": {}, "baseline": {}, "slow": {}, "batch": {"interval": "2s"}},
         slo={"max_wrong_windows": 0, "max_missing_windows": 0, "p99_latency": "10s"})))
     env = {"HARNESS_ENGINE_PATH": os.pathsep.join([str(plugins), str(ROOT / "pipelines")]),
            "PYTHONPATH": str(ROOT)}
-    r = run_cli("run", str(scen), "--results-dir", str(tmp_path / "r"), env=env)
+    r = run_cli("run", str(scen), "--results-dir", str(tmp / "r"), env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]   # a wrong engine is a verdict, not a failed run
-    [run_dir] = list((tmp_path / "r").iterdir())
+    [run_dir] = list((tmp / "r").iterdir())
+    return run_dir, r.stdout
+
+
+def test_wrong_engine_is_judged_and_ranked_last(misbehaving_run: tuple[Path, str]) -> None:
+    run_dir, _ = misbehaving_run
     doc = results.load(run_dir)
     lossy, base = (next(e for e in doc.engines if e.engine == n) for n in ("lossy", "baseline"))
     assert base.status == "complete" and lossy.status == "settled", (lossy.status, lossy.error)
@@ -119,9 +173,35 @@ def test_wrong_engine_is_judged_and_ranked_last(stack_dir: Path, tmp_path: Path)
     assert checks["max_wrong_windows", "baseline"].verdict == D.PASS
     assert s.verdicts["lossy"].status == "misses" and s.verdicts["baseline"].status == "meets all SLOs"
     bad_rank = next(rk for rk in s.rankings if rk.metric is M.BAD)
-    assert bad_rank.best == ["baseline"] and bad_rank.others["lossy"].verdict != "tie"
+    assert "lossy" not in bad_rank.best and bad_rank.others["lossy"].verdict != "tie"
+    assert max(bad_rank.figures, key=lambda e: bad_rank.figures[e].mid) == "lossy"   # last on correctness
     assert bad_rank.figures["lossy"].mid == planted_wrong + planted_missing
 
     md = (run_dir / "report.md").read_text()
     assert "## Bad windows" in md and f"| lossy #0 | wrong ⚠ | {CORRUPTED} |" in md
     assert "| `max_wrong_windows` | `windows.correctness.wrong` | lossy | **fail** |" in md
+
+
+def test_engine_that_falls_behind_is_flagged(misbehaving_run: tuple[Path, str]) -> None:
+    run_dir, stdout = misbehaving_run
+    doc = results.load(run_dir)
+    by = {e.engine: e for e in doc.engines}
+    slow = by["slow"].keeping_up
+    assert by["slow"].status == "complete" and slow is not None
+    assert slow.kept_up is False and slow.rule == "continuous", slow
+    assert slow.in_vs_acked is not None and slow.in_vs_acked < 0.8, slow
+    for name, rule in (("baseline", "continuous"), ("batch", "interval")):
+        k = by[name].keeping_up
+        assert k is not None and k.kept_up is True and k.rule == rule, (name, k)
+    md = (run_dir / "report.md").read_text()
+    lines = md.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| Kept up with the load |"))
+    cells = [c.strip() for c in lines[at].strip("|").split("|")][1:]
+    header = lines[at - 3]   # the headline's engine row, its separator, then Status
+    names = [c.strip() for c in header.strip("|").split("|")][1:]
+    got = dict(zip(names, cells))
+    assert got["slow"].startswith("NO: did not keep up") and got["baseline"] == "yes" and got["batch"] == "yes", got
+    assert "Did not keep up at this rate: slow;" in md
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in stdout.splitlines() if line.startswith("│") and "#0" in line}
+    assert "NO" in rows["slow#0"] and "yes" in rows["baseline#0"] and "yes" in rows["batch#0"], rows

@@ -87,6 +87,11 @@ class EngineRun:
         return self.entry.windows.event_to_result_ms if self.entry.windows else None
 
     @property
+    def kept_up(self) -> bool | None:
+        """False when the engine did not keep up with the load (its latency then measures its backlog)."""
+        return self.entry.keeping_up.kept_up if self.entry.keeping_up else None
+
+    @property
     def correctness(self) -> Correctness | None:
         return self.entry.windows.correctness if self.entry.windows else None
 

@@ -417,6 +417,9 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     if any(M.P99.unreliable(r) for r in run.runs if r.measured):
         cav.append("The p99 latency comes from fewer than 1,000 windows (flagged unreliable); a longer run gives a "
                    "p99 that can be trusted.")
+    for e in behind_engines(run):
+        cav.append(f"`{e}` did not keep up at this rate: its latency figures measure its backlog and grow with "
+                   "the run's length; compare it at a rate it sustains.")
     for floor in run.floor_engines:
         cav.append(f"`{floor}` marks this machine's floor, a reference point more than a product option.")
     if not run.complete:
@@ -436,6 +439,11 @@ def ranking_cells(rk: M.Ranking) -> tuple[str, str]:
         result = f"{rk.best[0]} {'lower' if rk.metric.better == 'lower' else 'higher'} than {', '.join(behind)}"
     why = "; ".join(f"{e} vs {rk.best[0]}: {j.reason}" for e, j in rk.others.items())
     return result, why
+
+
+def behind_engines(run: RunData) -> list[str]:
+    """Engines with a measured run that did not keep up with the load (harness/metrics/keeping_up.py)."""
+    return [e for e, runs in run.by_engine().items() if any(r.measured and r.kept_up is False for r in runs)]
 
 
 def glance(run: RunData, s: DecisionSummary) -> list[str]:
@@ -466,6 +474,10 @@ def glance(run: RunData, s: DecisionSummary) -> list[str]:
         else:
             who = " and ".join(rk.best) + (" (tied)" if len(rk.best) > 1 else "")
             ahead.setdefault(who, []).append(rk.metric.label)
+    behind = behind_engines(run)
+    if behind:
+        out.append(f"Did not keep up at this rate: {', '.join(behind)}; {'its' if len(behind) == 1 else 'their'} "
+                   "latency measures a growing backlog, not what the engine adds per window.")
     for who, labels in ahead.items():
         out.append(f"{who} ahead on: {', '.join(labels)}.")
     if ties:

@@ -102,6 +102,15 @@ def text_cell(runs: list[EngineRun], text: Callable[[EngineRun], str | None], ba
     return cell
 
 
+def _kept_up(r: EngineRun) -> str | None:
+    k = r.entry.keeping_up
+    if k is None:
+        return None
+    if k.kept_up is None:
+        return f"not judged: {k.reason}"
+    return "yes" if k.kept_up else f"NO: did not keep up at this rate ({k.reason}); its latency measures its backlog"
+
+
 def _status(runs: list[EngineRun]) -> Cell:
     if not runs:
         return Cell("not in result.json", "bad")
@@ -197,6 +206,7 @@ def headline(run: RunData) -> Table:
         return m is not None and num(m.counted_by_engine) != num(m.sent)
 
     row("Status", _status)
+    row("Kept up with the load", lambda rs: text_cell(rs, _kept_up, lambda r: r.kept_up is False))
     row("Latency p50 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p50), "ms",
                                                                  unreliable=M.P50.unreliable, extra=_lat_n))
     row("Latency p99 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p99), "ms",

@@ -198,6 +198,18 @@ class Throughput(Section):
     out_rows_per_s: Optional[float] = None
 
 
+class KeepingUp(Section):
+    """Whether the engine kept up with the load (harness/metrics/keeping_up.py); when it did not, its latency
+    measures its backlog."""
+
+    kept_up: Optional[bool] = Field(description="None: too few samples to say")
+    rule: Literal["continuous", "interval"]
+    reason: str
+    lag_slope_records_per_s: Optional[float] = None
+    in_vs_acked: Optional[float] = None
+    max_lag_after_run: Optional[int] = None
+
+
 class Lag(Section):
     max_records: Optional[int] = None
     final_records: Optional[int] = None
@@ -262,6 +274,7 @@ class EngineResult(Section):
     malformed: Optional[MalformedCount] = None
     throughput: Optional[Throughput] = None
     lag: Optional[Lag] = None
+    keeping_up: Optional[KeepingUp] = None
     time_to_first_result_s: Optional[float] = None
     timeseries: list[Sample] = Field(default_factory=list)
     resources: Optional[Resources] = None

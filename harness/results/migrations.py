@@ -31,8 +31,8 @@ def _v1_to_v2(doc: Doc) -> Doc:
 
 
 def _v2_to_v3(doc: Doc) -> Doc:
-    """v3 added the engine status "settled" and windows.bad_windows; a v2 file has neither, and is a valid v3
-    document once its version says so."""
+    """v3 added the engine status "settled", windows.bad_windows and keeping_up; a v2 file has none of them,
+    and is a valid v3 document once its version says so."""
     doc["schema_version"] = 3
     return doc
 
