@@ -26,7 +26,9 @@ pytestmark = pytest.mark.stack
 
 LOST, CORRUPTED = "k000003", "k000004"
 
-ENGINE_PY = '''"""The baseline, with a sink that loses one key's windows and corrupts another's (a test engine)."""
+def engine_py(name: str, description: str) -> str:
+    """A test engine: the baseline engine, starting its own job file (NAME_job.py) beside it."""
+    return f'''"""{description} (a test engine)."""
 import sys
 from pathlib import Path
 
@@ -34,43 +36,21 @@ from harness.engines.launcher import job_config
 from pipelines.baseline.engine import BaselineEngine
 
 
-class LossyEngine(BaselineEngine):
-    name = "lossy"
-    display_name = "Lossy (test engine)"
+class TestEngine(BaselineEngine):
+    name = "{name}"
+    display_name = "{name.title()} (test engine)"
     role = "option"
     colour = None
-    description = "The baseline's job with windows lost and corrupted on their way to the sink"
+    description = "{description}"
 
     def start(self, ctx):
-        self.job.launch([sys.executable, str(Path(__file__).with_name("lossy_job.py"))], ctx,
+        self.job.launch([sys.executable, str(Path(__file__).with_name("{name}_job.py"))], ctx,
                         job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
 
 
-ENGINE = LossyEngine
+ENGINE = TestEngine
 '''
 
-SLOW_ENGINE_PY = '''"""The baseline, reading at most 20 records every 0.1 s (a test engine that cannot keep up)."""
-import sys
-from pathlib import Path
-
-from harness.engines.launcher import job_config
-from pipelines.baseline.engine import BaselineEngine
-
-
-class SlowEngine(BaselineEngine):
-    name = "slow"
-    display_name = "Slow (test engine)"
-    role = "option"
-    colour = None
-    description = "The baseline's job, throttled to about 200 records/s"
-
-    def start(self, ctx):
-        self.job.launch([sys.executable, str(Path(__file__).with_name("slow_job.py"))], ctx,
-                        job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
-
-
-ENGINE = SlowEngine
-'''
 
 SLOW_JOB_PY = '''"""The baseline job with a consumer that returns at most 20 records per call and then sleeps 0.1 s."""
 import sys
@@ -90,7 +70,7 @@ job.Consumer = SlowConsumer
 sys.exit(job.main(sys.argv[1]))
 '''
 
-JOB_PY = f'''"""The baseline job, whose fired windows lose key {LOST} and gain 1 in the sum of key {CORRUPTED}."""
+LOSSY_JOB_PY = f'''"""The baseline job, whose fired windows lose key {LOST} and gain 1 in the sum of key {CORRUPTED}."""
 import sys
 
 from pipelines.baseline import job
@@ -118,11 +98,12 @@ sys.exit(job.main(sys.argv[1]))
 def misbehaving_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("verdicts")
     plugins = tmp / "plugins"
-    for name, files in {"lossy": {"engine.py": ENGINE_PY, "lossy_job.py": JOB_PY},
-                        "slow": {"engine.py": SLOW_ENGINE_PY, "slow_job.py": SLOW_JOB_PY}}.items():
+    for name, description, job in (
+            ("lossy", "The baseline's job with windows lost and corrupted on their way to the sink", LOSSY_JOB_PY),
+            ("slow", "The baseline's job, throttled to about 200 records/s", SLOW_JOB_PY)):
         (plugins / name).mkdir(parents=True)
-        for f, text in files.items():
-            (plugins / name / f).write_text(text)
+        (plugins / name / "engine.py").write_text(engine_py(name, description))
+        (plugins / name / f"{name}_job.py").write_text(job)
     scen = tmp / "misbehaving.yaml"
     scen.write_text(yaml.safe_dump(scenario_dict(
         name="misbehaving", duration="6s", engines={"lossy": {}, "baseline": {}, "slow": {}, "batch": {"interval": "2s"}},
