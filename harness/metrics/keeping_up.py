@@ -14,10 +14,10 @@ it adds per window, so the report must say so beside its figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from harness.metrics.throughput import rate_between
+from harness.results.document import KeepingUp
 
 CONTINUOUS_BELOW_MS = 1000     # a trigger interval under this is a continuous or micro-batch engine
 LAG_SLOPE_SHARE = 0.01         # lag growth allowed, as a share of the acknowledged rate
@@ -29,27 +29,12 @@ LAG_NOISE_RECORDS = 100
 LAG_NOISE_SECONDS = 0.25
 
 
-@dataclass(frozen=True)
-class KeepingUp:
-    kept_up: Optional[bool]        # None: too few samples to say
-    rule: str                      # "continuous" or "interval"
-    reason: str
-    lag_slope_records_per_s: Optional[float] = None
-    in_vs_acked: Optional[float] = None
-    max_lag_after_run: Optional[int] = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kept_up": self.kept_up, "rule": self.rule, "reason": self.reason,
-                "lag_slope_records_per_s": self.lag_slope_records_per_s, "in_vs_acked": self.in_vs_acked,
-                "max_lag_after_run": self.max_lag_after_run}
-
-
 def judge(rows: list[dict[str, Any]], a_ms: int, b_ms: int, *, trigger_interval_ms: int,
           acked_rate: float | None, in_rate: float | None) -> KeepingUp:
     """Whether the engine kept up between a_ms and b_ms (after the warm-up, to the last send)."""
     if not acked_rate:
-        return KeepingUp(None, "continuous" if trigger_interval_ms < CONTINUOUS_BELOW_MS else "interval",
-                         "no acknowledged rate measured")
+        return KeepingUp(kept_up=None, rule="continuous" if trigger_interval_ms < CONTINUOUS_BELOW_MS else "interval",
+                         reason="no acknowledged rate measured")
     if trigger_interval_ms < CONTINUOUS_BELOW_MS:
         return _continuous(rows, a_ms, b_ms, acked_rate, in_rate)
     return _interval(rows, a_ms, b_ms, trigger_interval_ms, acked_rate)
@@ -59,7 +44,7 @@ def _continuous(rows: list[dict[str, Any]], a_ms: int, b_ms: int, acked: float, 
     slope = rate_between(rows, "lag", a_ms, b_ms)
     ratio = in_rate / acked if in_rate is not None else None
     if slope is None and ratio is None:
-        return KeepingUp(None, "continuous", "too few samples after the warm-up")
+        return KeepingUp(kept_up=None, rule="continuous", reason="too few samples after the warm-up")
     why = []
     span_s = (b_ms - a_ms) / 1000
     noise = max(LAG_NOISE_RECORDS, LAG_NOISE_SECONDS * acked)
@@ -70,8 +55,9 @@ def _continuous(rows: list[dict[str, Any]], a_ms: int, b_ms: int, acked: float, 
     ok = not why
     reason = "; ".join(why) if why else (f"lag slope {slope or 0:,.0f} records/s, read rate {ratio or 0:.3f} of the "
                                          "acknowledged")
-    return KeepingUp(ok, "continuous", reason, round(slope, 1) if slope is not None else None,
-                     round(ratio, 4) if ratio is not None else None)
+    return KeepingUp(kept_up=ok, rule="continuous", reason=reason,
+                     lag_slope_records_per_s=round(slope, 1) if slope is not None else None,
+                     in_vs_acked=round(ratio, 4) if ratio is not None else None)
 
 
 def _interval(rows: list[dict[str, Any]], a_ms: int, b_ms: int, interval_ms: int, acked: float) -> KeepingUp:
@@ -85,11 +71,11 @@ def _interval(rows: list[dict[str, Any]], a_ms: int, b_ms: int, interval_ms: int
             stretches.append(min(inside))
         t += interval_ms
     if not stretches:
-        return KeepingUp(None, "interval", f"no lag samples in an interval-long stretch ({interval_ms / 1000:g} s) "
+        return KeepingUp(kept_up=None, rule="interval", reason=f"no lag samples in an interval-long stretch ({interval_ms / 1000:g} s) "
                          "after the warm-up: not judged")
     worst = max(stretches)
     allowed = acked * interval_ms / 1000 * INTERVAL_SLACK
     ok = worst <= allowed
     reason = (f"after its runs at most {worst:,} records were unread, "
               f"{'within' if ok else 'more than'} an interval's arrivals ({allowed:,.0f})")
-    return KeepingUp(ok, "interval", reason, max_lag_after_run=int(worst))
+    return KeepingUp(kept_up=ok, rule="interval", reason=reason, max_lag_after_run=int(worst))

@@ -13,7 +13,7 @@ from harness.loadgen.generator import SendStats
 from harness.metrics import keeping_up
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
-from harness.results.document import (CpuDuringLoad, EngineResult, KeepingUp, Lag, MalformedCount, Throughput,
+from harness.results.document import (CpuDuringLoad, EngineResult, Lag, MalformedCount, Throughput,
                                          WindowSummary)
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
@@ -43,8 +43,8 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.windows = WindowSummary.model_validate(rep.summary)
     entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted)
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log["inserted_at_ms"] if len(log) else []))
-    entry.keeping_up = KeepingUp.model_validate(keeping_up.judge(
+    entry.keeping_up = keeping_up.judge(
         rows, a, b, trigger_interval_ms=plan.max_trigger_interval_ms,
-        acked_rate=entry.throughput.acked_records_per_s, in_rate=entry.throughput.in_records_per_s).to_json())
+        acked_rate=entry.throughput.acked_records_per_s, in_rate=entry.throughput.in_records_per_s)
     entry.lag = Lag.model_validate(flow.lag(rows))
     entry.time_to_first_result_s = round((log["inserted_at_ms"].min() - started_ms) / 1000, 3) if len(log) else None
