@@ -173,7 +173,9 @@ class PostgresServer:
 
     def start(self) -> int:
         # No Unix socket: its directory would need to be writable by the service user, and JDBC needs TCP anyway.
-        opts = f"-h {net.HOST} -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+        # track_commit_timestamp: a sink row becomes visible at COMMIT, so its commit time is its sink time.
+        opts = (f"-h {net.HOST} -p {self.port} -c unix_socket_directories='' -c max_connections=200"
+                " -c track_commit_timestamp=on")
         out = self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
                          "-o", opts, "-w", "-t", "60", "start"])
         if out.returncode != 0:
