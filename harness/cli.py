@@ -354,9 +354,9 @@ def _print_run_summary(run_dir: Path) -> None:
     if doc.engines:
         table = Table(title="engines")
         for col in ("engine", "status", "exact/expected", "wrong", "missing", "extra", "dup", "re-emit",
-                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "kept up", "CPU s/M ev (load)", "peak RSS MB",
+                    "p50 ms", "p99 ms", "in rec/s", "in/acked", "kept up", "gen on time", "CPU s/M ev (load)", "peak RSS MB",
                     "note"):
-            table.add_column(col, overflow="fold", no_wrap=col in ("engine", "status", "kept up"))
+            table.add_column(col, overflow="fold", no_wrap=col in ("engine", "status", "kept up", "gen on time"))
 
         def show(v: object) -> str:
             return "-" if v is None else str(v)
@@ -372,6 +372,7 @@ def _print_run_summary(run_dir: Path) -> None:
                           show(th and th.in_records_per_s), show(th and th.in_vs_acked),
                           "-" if e.keeping_up is None or e.keeping_up.kept_up is None
                           else "yes" if e.keeping_up.kept_up else "[red]NO[/]",
+                          "-" if e.generator is None else "[red]NO[/]" if e.generator.fell_behind else "yes",
                           show(cpu and cpu.cpu_seconds_per_million_events), show(res and res.peak_rss_mb),
                           e.reason or e.error or "")
         out.print(table)
@@ -478,6 +479,44 @@ def bench_producer(
                    str(d.get("p99")), str(d.get("max")), str(a.get("p99")))
     out.print(pt)
     path = paths.results_dir() / f"bench-producer-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2))
+    out.print(f"saved: {path}")
+
+
+@bench_app.command("completion")
+@user_errors
+def bench_completion(
+    windows: int = typer.Option(100_000, min=100, help="Promised windows of the synthetic load."),
+    interval: float = typer.Option(0.5, min=0.05, help="Seconds between incremental checks (the runner's is 0.5)."),
+    seconds: float = typer.Option(20.0, min=1.0, help="Seconds the simulated engine spends writing."),
+    history: int = typer.Option(0, min=0, help="Windows of another load written first, as history kept across runs."),
+    seed: int = typer.Option(1),
+    postgres_dsn: Optional[str] = DsnOpt,
+) -> None:
+    """The runner's incremental completion check while a simulated engine writes, against the full join.
+
+    Figures are printed and saved to results/bench-completion-<time>.json; nothing is asserted. The bench's rows
+    are deleted afterwards.
+    """
+    import json
+    import time
+
+    from harness import environment, paths
+    from harness.bench.completion import postgres, run, summary_rows
+
+    with postgres(postgres_dsn, say) as dsn:
+        res = run(dsn, windows=windows, interval=interval, seconds=seconds, history=history, seed=seed, say=say)
+        res["versions"] = environment.versions(dsn)
+    res["machine"] = environment.machine()
+    table = Table(title=f"completion check, {windows} windows, {res['log_rows']} log rows, "
+                        f"{history} history windows, every {interval:g} s")
+    for col in ("figure", "value"):
+        table.add_column(col)
+    for name, value in summary_rows(res):
+        table.add_row(name, value)
+    out.print(table)
+    path = paths.results_dir() / f"bench-completion-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2))
     out.print(f"saved: {path}")

@@ -21,13 +21,15 @@ ANSWERS = ("complete", "on_time")
 
 @dataclass
 class GroundTruth:
-    windows: dict[str, pd.DataFrame]  # answer -> key, window_start, window_end, cnt, sum, min, max, last_sent_at
+    windows: dict[str, pd.DataFrame]  # answer -> key, window_start, window_end, cnt, sum, min, max, last_sent_at,
+    #                                    last_intended_at
     special: pd.DataFrame              # event_id, kind, key, event_time, sent_at for every non-normal event
     counts: dict[str, int]             # events per kind
 
 
 def events_frame(model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, sent: int) -> pd.DataFrame:
-    """Every event that was handed to the producer, with absolute event time and its sent_at."""
+    """Every event that was handed to the producer, with absolute event time, its sent_at (hand-off) and its
+    intended send time (the schedule's, in whole ms like sent_at)."""
     parts = []
     for start in range(0, sent, 500_000):
         b = model.block(start, min(sent, start + 500_000))
@@ -35,10 +37,11 @@ def events_frame(model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, s
             "event_id": b.event_id, "key_idx": b.key_idx, "value": b.value,
             "event_time": b.event_ms + time_base_ms, "kind": b.kind,
             "sent_at": handoff_ms[start:start + len(b)],
+            "intended_at": np.floor(b.due_ms).astype(np.int64) + time_base_ms,
         }))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in
-                             ("event_id", "key_idx", "value", "event_time", "kind", "sent_at")})
+                             ("event_id", "key_idx", "value", "event_time", "kind", "sent_at", "intended_at")})
     return pd.concat(parts, ignore_index=True)
 
 

@@ -58,11 +58,17 @@ def sessions(df: pd.DataFrame, gap: int) -> pd.DataFrame:
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """count, sum, min, max of value and the last contributing sent_at, per key and window."""
+    """count, sum, min, max of value, and the last contributing event's hand-off (sent_at) and intended send
+    time (when the events carry it), per key and window. Events are sent in schedule order, so the maxima are
+    the same event's times."""
     cols = ["key", "window_start", "window_end", "cnt", "sum", "min", "max", "last_sent_at"]
+    times = {"last_sent_at": ("sent_at", "max")}
+    if "intended_at" in df:
+        cols.append("last_intended_at")
+        times["last_intended_at"] = ("intended_at", "max")
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c != "key" else "object") for c in cols})
     g = df.groupby(["key", "window_start", "window_end"], sort=True)
     out = g.agg(cnt=("value", "size"), sum=("value", "sum"), min=("value", "min"), max=("value", "max"),
-                last_sent_at=("sent_at", "max")).reset_index()
+                **times).reset_index()
     return out[cols]

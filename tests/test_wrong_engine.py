@@ -5,19 +5,28 @@
   max_missing_windows with exactly the planted counts, is ranked last on correctness, and its report lists the
   bad windows with expected and got values;
 - keeping up: a baseline throttled to about half the load's rate is flagged as not keeping up (headline,
-  decision section, terminal table); the baseline and a batch job running every 2 s are not."""
+  decision section, terminal table); the baseline and a batch job running every 2 s are not;
+- the run's times, with three test-only faults on for the whole run: every hand-off held 200 ms behind its
+  intended time (latency from intended time grows by about that, latency from hand-off does not, every run is
+  flagged); the database's clock read 500 ms ahead (measured, and corrected out of every sink time); and a
+  test engine whose sink sleeps 500 ms between INSERT and COMMIT (commit-time latency grows by about that,
+  insert-time latency does not)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli, scenario_dict
+from conftest import ROOT, Svc, run_cli, scenario_dict
 from harness import results
+from harness.metrics import windows as window_metrics
+from harness.storage import sink_tables
 from harness.report import decision as D
 from harness.report import verdicts as M
 from harness.report.data import RunData
@@ -70,6 +79,28 @@ job.Consumer = SlowConsumer
 sys.exit(job.main(sys.argv[1]))
 '''
 
+SEND_DELAY_MS, DB_CLOCK_MS, COMMIT_SLEEP_MS = 200, 500, 500
+
+SLEEPY_JOB_PY = f'''"""The baseline job, whose sink sleeps {COMMIT_SLEEP_MS} ms between its INSERTs and their COMMIT."""
+import sys
+import time
+
+import psycopg
+
+from pipelines.baseline import job
+
+_commit = psycopg.Connection.commit
+
+
+def commit(self):
+    time.sleep({COMMIT_SLEEP_MS / 1000})
+    return _commit(self)
+
+
+psycopg.Connection.commit = commit
+sys.exit(job.main(sys.argv[1]))
+'''
+
 LOSSY_JOB_PY = f'''"""The baseline job, whose fired windows lose key {LOST} and gain 1 in the sum of key {CORRUPTED}."""
 import sys
 
@@ -100,16 +131,19 @@ def misbehaving_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     plugins = tmp / "plugins"
     for name, description, job in (
             ("lossy", "The baseline's job with windows lost and corrupted on their way to the sink", LOSSY_JOB_PY),
-            ("slow", "The baseline's job, throttled to about 200 records/s", SLOW_JOB_PY)):
+            ("slow", "The baseline's job, throttled to about 200 records/s", SLOW_JOB_PY),
+            ("sleepy", "The baseline's job, committing 0.5 s after it inserts", SLEEPY_JOB_PY)):
         (plugins / name).mkdir(parents=True)
         (plugins / name / "engine.py").write_text(engine_py(name, description))
         (plugins / name / f"{name}_job.py").write_text(job)
     scen = tmp / "misbehaving.yaml"
     scen.write_text(yaml.safe_dump(scenario_dict(
-        name="misbehaving", duration="6s", engines={"lossy": {}, "baseline": {}, "slow": {}, "batch": {"interval": "2s"}},
+        name="misbehaving", duration="6s", engines={"lossy": {}, "baseline": {}, "slow": {}, "batch": {"interval": "2s"},
+                                                         "sleepy": {}},
         slo={"max_wrong_windows": 0, "max_missing_windows": 0, "p99_latency": "10s"})))
     env = {"HARNESS_ENGINE_PATH": os.pathsep.join([str(plugins), str(ROOT / "pipelines")]),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "HARNESS_FAULT_SEND_DELAY_MS": str(SEND_DELAY_MS),
+           "HARNESS_FAULT_DB_CLOCK_MS": str(DB_CLOCK_MS)}
     r = run_cli("run", str(scen), "--results-dir", str(tmp / "r"), env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]   # a wrong engine is a verdict, not a failed run
     [run_dir] = list((tmp / "r").iterdir())
@@ -186,3 +220,88 @@ def test_engine_that_falls_behind_is_flagged(misbehaving_run: tuple[Path, str]) 
     rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
             for line in stdout.splitlines() if line.startswith("│") and "#0" in line}
     assert "NO" in rows["slow#0"] and "yes" in rows["baseline#0"] and "yes" in rows["batch#0"], rows
+
+
+def _latencies(run_dir: Path, load_id: str, time_col: str) -> pd.DataFrame:
+    """The measured windows' latencies recomputed from the raw sink log with one of its time columns."""
+    doc = results.load(run_dir)
+    load = doc.load(load_id)
+    assert load is not None and load.time_base_ms is not None
+    raw = run_dir / "raw" / load_id
+    log = pd.read_csv(raw / "sink_log.csv")
+    expected = pd.read_csv(raw / "expected_on_time.csv")
+    per = window_metrics.window_latencies(expected, log.assign(**{window_metrics.SINK_TIME: log[time_col]}))
+    per = per[per["window_end"] > load.time_base_ms + doc.scenario.warmup]
+    return per.dropna(subset=["final_at_ms"])
+
+
+def test_latency_from_intended_time_counts_the_send_delay(misbehaving_run: tuple[Path, str]) -> None:
+    run_dir, stdout = misbehaving_run
+    doc = results.load(run_dir)
+    for e in doc.engines:
+        load = doc.load(e.load_id)
+        assert load is not None and e.windows is not None and e.generator is not None
+        delay = load.generator.send_delay_ms
+        assert delay.p50 is not None and SEND_DELAY_MS <= delay.p50 < SEND_DELAY_MS + 40, (e.engine, delay)
+        intended, handoff = e.windows.event_to_result_ms, e.windows.event_to_result_handoff_ms
+        assert e.windows.event_to_result_from == "intended" and handoff is not None
+        assert intended.p50 is not None and handoff.p50 is not None
+        # per window, the two differ by the send delay of the window's last event
+        per = pd.read_csv(run_dir / "raw" / e.load_id / "windows.csv").dropna(subset=["final_at_ms"])
+        gap = (per["event_to_result_ms"] - per["event_to_result_handoff_ms"]).to_numpy()
+        assert len(gap) and (gap >= SEND_DELAY_MS - 1).all() and (gap < SEND_DELAY_MS + 60).all(), (e.engine, gap)
+        assert SEND_DELAY_MS - 1 <= intended.p50 - handoff.p50 < SEND_DELAY_MS + 60, (e.engine, intended, handoff)
+        assert e.generator.fell_behind and e.generator.threshold_ms < SEND_DELAY_MS, (e.engine, e.generator)
+    md = (run_dir / "report.md").read_text()
+    assert "| Generator kept to its schedule | NO: send-delay p99" in md
+    assert "The generator fell behind its schedule during the run of" in md
+    lines = stdout.splitlines()
+    header = next(line for line in lines if "gen on time" in line)
+    at = [c.strip() for c in re.split("[│┃]", header)[1:-1]].index("gen on time")
+    rows = [line for line in lines if line.startswith("│") and "#0" in line]
+    assert len(rows) == len(doc.engines) and all(r.split("│")[1:-1][at].strip() == "NO" for r in rows), rows
+
+
+def test_database_clock_offset_is_measured_and_corrected(misbehaving_run: tuple[Path, str], svc: Svc) -> None:
+    run_dir, _ = misbehaving_run
+    doc = results.load(run_dir)
+    base = next(e for e in doc.engines if e.engine == "baseline")
+    t = base.timing
+    assert t is not None and t.clock_before is not None and t.clock_after is not None
+    for reading in (t.clock_before, t.clock_after):
+        assert abs(reading.offset_ms - DB_CLOCK_MS) < 5 and reading.uncertainty_ms < t.offset_bound_ms, reading
+    assert abs(t.offset_applied_ms - DB_CLOCK_MS) < 5
+    # the sink times the figures use are the database's own, less the measured offset (the injected clock
+    # error cancels): on the harness's clock, not 500 ms ahead of it
+    measured = pd.read_csv(run_dir / "raw" / base.load_id / "sink_log.csv")["inserted_at_ms"].sort_values().to_numpy()
+    with psycopg.connect(svc.dsn) as conn:
+        db = sink_tables.read_log(conn, base.load_id)["inserted_at_ms"].sort_values().to_numpy()
+    assert len(db) == len(measured) > 0
+    assert abs(float((measured - db).mean())) < 5, (measured - db).mean()
+    assert "database clock +" in (run_dir / "report.md").read_text()
+
+
+def test_sink_time_is_commit_time(misbehaving_run: tuple[Path, str]) -> None:
+    run_dir, _ = misbehaving_run
+    doc = results.load(run_dir)
+    by = {e.engine: e for e in doc.engines}
+    for name in ("baseline", "sleepy"):
+        assert by[name].timing is not None and by[name].timing.sink_time == "commit", by[name].timing
+    lag = by["sleepy"].timing.insert_to_commit_ms
+    assert lag is not None and lag.p50 is not None and COMMIT_SLEEP_MS <= lag.p50 < COMMIT_SLEEP_MS + 150, lag
+    base_lag = by["baseline"].timing.insert_to_commit_ms
+    assert base_lag is not None and base_lag.p50 is not None and base_lag.p50 < 50, base_lag
+
+    def close_p50(engine: str, col: str) -> float:
+        return float(_latencies(run_dir, by[engine].load_id, col)["window_close_ms"].median())
+
+    sleepy_commit, sleepy_insert = close_p50("sleepy", "committed_at_ms"), close_p50("sleepy", "inserted_at_ms")
+    base_commit, base_insert = close_p50("baseline", "committed_at_ms"), close_p50("baseline", "inserted_at_ms")
+    assert COMMIT_SLEEP_MS - 50 <= sleepy_commit - sleepy_insert < COMMIT_SLEEP_MS + 150
+    assert 0 <= base_commit - base_insert < 50
+    assert abs(sleepy_insert - base_insert) < 300, (sleepy_insert, base_insert)     # insert time: no shift
+    assert COMMIT_SLEEP_MS - 300 < sleepy_commit - base_commit < COMMIT_SLEEP_MS + 300, (sleepy_commit, base_commit)
+    # the headline figure is the commit-time one
+    sleepy = by["sleepy"].windows
+    assert sleepy is not None and sleepy.window_close_ms.p50 is not None
+    assert abs(sleepy.window_close_ms.p50 - sleepy_commit) < 1

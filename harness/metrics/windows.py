@@ -1,13 +1,16 @@
 """Per-window latency and correctness of one engine run, from its sink log against the promised answer.
 
 Definitions (the README's metrics section quotes these):
-- final-value time: when the sink first held the window's final (promised) value and kept it: the insert time
+- sink time: when a row became readable: its commit time where the database tracks commit times, else its
+  insert time (result.json says which, under timing.sink_time), on the harness's clock.
+- final-value time: when the sink first held the window's final (promised) value and kept it: the sink time
   of the first emission in the last unbroken run of emissions equal to the promised value.
-- event-to-result latency: final-value time minus `sent_at` of the last contributing event (ground truth's
-  `last_sent_at`): how long after the last input was sent the right answer was readable.
+- event-to-result latency: final-value time minus the intended send time of the last contributing event
+  (ground truth's `last_intended_at`, from the schedule): a generator that falls behind cannot hide its delay
+  (coordinated omission). The same from the hand-off (`last_sent_at`) is kept beside it.
 - window-close latency: final-value time minus the window end.
 - first-emission latency (engines that emit partial updates): first emission of the window minus its
-  `last_sent_at`; an early value was not yet known to be final.
+  `last_intended_at`; an early value was not yet known to be final.
 - exact / wrong / missing / extra: the final table against the promised answer (every aggregate equal /
   present with another value / absent / present but not promised).
 - re-emission: any emission of a window after its first. duplicate: an emission equal (window and values) to
@@ -27,6 +30,7 @@ import pandas as pd
 from harness.metrics.stats import percentiles
 
 KEY = ["key", "window_start", "window_end"]
+SINK_TIME = "visible_at_ms"  # the log column measure() sets: commit time, or insert time where that is all
 VALUES = ["cnt", "sum", "min", "max"]
 
 
@@ -43,12 +47,13 @@ def window_latencies(expected: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
         for c in ("final_at_ms", "first_emit_ms", "emissions"):
             exp[c] = np.nan
     else:
-        lg = log.sort_values("inserted_at_ms", kind="stable")
+        at = SINK_TIME if SINK_TIME in log else "inserted_at_ms"
+        lg = log.sort_values(at, kind="stable")
         merged = lg.merge(exp[KEY + VALUES], on=KEY, how="inner", suffixes=("", "_exp"))
         merged["is_final"] = np.all([merged[v].to_numpy() == merged[f"{v}_exp"].to_numpy() for v in VALUES], axis=0)
         rows = []
         for k, g in merged.groupby(KEY, sort=False):
-            t = g["inserted_at_ms"].to_numpy()
+            t = g[at].to_numpy()
             fin = g["is_final"].to_numpy()
             final_at = np.nan
             if fin[-1]:
@@ -60,9 +65,11 @@ def window_latencies(expected: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
             rows.append((*k, final_at, t[0], len(t)))
         got = pd.DataFrame(rows, columns=KEY + ["final_at_ms", "first_emit_ms", "emissions"])
         exp = exp.merge(got, on=KEY, how="left")
-    exp["event_to_result_ms"] = exp["final_at_ms"] - exp["last_sent_at"]
+    start = exp["last_intended_at"] if "last_intended_at" in exp else exp["last_sent_at"]
+    exp["event_to_result_ms"] = exp["final_at_ms"] - start
+    exp["event_to_result_handoff_ms"] = exp["final_at_ms"] - exp["last_sent_at"]
     exp["window_close_ms"] = exp["final_at_ms"] - exp["window_end"]
-    exp["first_emission_ms"] = exp["first_emit_ms"] - exp["last_sent_at"]
+    exp["first_emission_ms"] = exp["first_emit_ms"] - start
     return exp
 
 
@@ -146,6 +153,8 @@ def report(*, promised: str, expected: dict[str, pd.DataFrame], log: pd.DataFram
         "latency_windows_measured": int(len(done)),
         "latency_windows_excluded_warmup": int(len(per) - len(measured)),
         "event_to_result_ms": percentiles(done["event_to_result_ms"].to_numpy()),
+        "event_to_result_from": "intended" if "last_intended_at" in exp else "handoff",
+        "event_to_result_handoff_ms": percentiles(done["event_to_result_handoff_ms"].to_numpy()),
         "window_close_ms": percentiles(done["window_close_ms"].to_numpy()),
         "emitted_before_window_close": early,
         "bad_windows": bad_windows(exp, final),

@@ -420,6 +420,9 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     for e in behind_engines(run):
         cav.append(f"`{e}` did not keep up at this rate: its latency figures measure its backlog and grow with "
                    "the run's length; compare it at a rate it sustains.")
+    for e in off_schedule_engines(run):
+        cav.append(f"The generator fell behind its schedule during `{e}`'s run (send-delay p99 over its threshold): "
+                   "that run measured the machine as much as the engine; rerun with fewer processes competing.")
     for floor in run.floor_engines:
         cav.append(f"`{floor}` marks this machine's floor, a reference point more than a product option.")
     if not run.complete:
@@ -444,6 +447,12 @@ def ranking_cells(rk: M.Ranking) -> tuple[str, str]:
 def behind_engines(run: RunData) -> list[str]:
     """Engines with a measured run that did not keep up with the load (harness/metrics/keeping_up.py)."""
     return [e for e, runs in run.by_engine().items() if any(r.measured and r.kept_up is False for r in runs)]
+
+
+def off_schedule_engines(run: RunData) -> list[str]:
+    """Engines with a measured run during which the generator fell behind its schedule (metrics/send_delay.py)."""
+    return [e for e, runs in run.by_engine().items()
+            if any(r.measured and r.entry.generator is not None and r.entry.generator.fell_behind for r in runs)]
 
 
 def glance(run: RunData, s: DecisionSummary) -> list[str]:
@@ -478,6 +487,10 @@ def glance(run: RunData, s: DecisionSummary) -> list[str]:
     if behind:
         out.append(f"Did not keep up at this rate: {', '.join(behind)}; {'its' if len(behind) == 1 else 'their'} "
                    "latency measures a growing backlog, not what the engine adds per window.")
+    off = off_schedule_engines(run)
+    if off:
+        out.append(f"The generator fell behind its schedule during the run of {', '.join(off)}: latency from "
+                   "intended send time includes that delay, so the machine was part of what was measured.")
     for who, labels in ahead.items():
         out.append(f"{who} ahead on: {', '.join(labels)}.")
     if ties:

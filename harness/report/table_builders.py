@@ -111,6 +111,27 @@ def _kept_up(r: EngineRun) -> str | None:
     return "yes" if k.kept_up else f"NO: did not keep up at this rate ({k.reason}); its latency measures its backlog"
 
 
+def _on_schedule(r: EngineRun) -> str | None:
+    g = r.entry.generator
+    if g is None:
+        return None
+    if not g.fell_behind:
+        return "yes"
+    return (f"NO: {g.reason} ({g.threshold_ms:g} ms); the latency from intended send time includes the "
+            "generator's delay, so this run measured the machine as much as the engine")
+
+
+def _timing(r: EngineRun) -> str | None:
+    t = r.entry.timing
+    if t is None:
+        return None
+    sink = "commit time" if t.sink_time == "commit" else "insert time (commit times not tracked)"
+    before = t.clock_before
+    off = (f"; database clock {t.offset_applied_ms:+.1f} ms, corrected (±{before.uncertainty_ms:.2f} ms, "
+           f"bound ±{t.offset_bound_ms:g} ms)") if before else ""
+    return sink + off
+
+
 def _status(runs: list[EngineRun]) -> Cell:
     if not runs:
         return Cell("not in result.json", "bad")
@@ -189,6 +210,12 @@ def headline(run: RunData) -> Table:
         return (f"{fmt(num(wc.p50), 'ms')} / {fmt(num(wc.p99), 'ms')}"
                 + (" (p99 unreliable)" if "p99" in wc.unreliable else ""))
 
+    def from_handoff(r: EngineRun) -> str | None:
+        h = _win(r, lambda w: w.event_to_result_handoff_ms)
+        if h is None or not h.count:
+            return None
+        return f"{fmt(num(h.p50), 'ms')} / {fmt(num(h.p99), 'ms')}"
+
     def acked(r: EngineRun) -> str:
         v = _thr(r, lambda t: t.acked_records_per_s)
         return f"(broker acked {fmt(num(v), '', 1)})" if num(v) is not None else ""
@@ -207,12 +234,17 @@ def headline(run: RunData) -> Table:
 
     row("Status", _status)
     row("Kept up with the load", lambda rs: text_cell(rs, _kept_up, lambda r: r.kept_up is False))
+    row("Generator kept to its schedule", lambda rs: text_cell(
+        rs, _on_schedule, lambda r: r.entry.generator is not None and r.entry.generator.fell_behind))
     row("Latency p50 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p50), "ms",
                                                                  unreliable=M.P50.unreliable, extra=_lat_n))
     row("Latency p99 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p99), "ms",
                                                                  unreliable=M.P99.unreliable, extra=_lat_n))
     row("Latency max (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.max), "ms",
                                                                  extra=_lat_n))
+    row("Latency p50 / p99 from hand-off", lambda rs: text_cell(rs, from_handoff),
+        "event to result from when the generator handed the event over; the rows above start at its intended "
+        "send time")
     row("Window-close latency p50 / p99", lambda rs: text_cell(rs, window_close))
     row("Throughput in (records/s)", lambda rs: number_cell(
         rs, lambda r: _thr(r, lambda t: t.in_records_per_s), "", 1, extra=acked))
@@ -238,6 +270,8 @@ def headline(run: RunData) -> Table:
     row("Max lag (records)", lambda rs: number_cell(rs, lambda r: r.entry.lag.max_records if r.entry.lag else None))
     row("Time to first result", lambda rs: number_cell(rs, lambda r: r.entry.time_to_first_result_s, "s", 1))
     row("Start to running", lambda rs: number_cell(rs, lambda r: r.entry.start_to_running_s, "s", 1))
+    row("Sink time and clock", lambda rs: text_cell(rs, _timing),
+        "a sink row's time is when readers could see it, on the harness's clock")
     row("Sanity: rows before window close", lambda rs: number_cell(
         rs, lambda r: _win(r, lambda w: w.emitted_before_window_close), bad_if=lambda v: v > 0),
         "must be 0 for engines that emit once; more is a measurement bug")

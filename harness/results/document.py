@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from harness.scenario import Scenario
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
 # complete: every promised window held its value; settled: the sink went quiet first, judged as it stands;
@@ -176,7 +176,13 @@ class WindowSummary(Section):
     on_time_events_missing: int
     latency_windows_measured: int
     latency_windows_excluded_warmup: int
-    event_to_result_ms: Percentiles
+    event_to_result_ms: Percentiles = Field(description="sink time of the window's final value minus the intended "
+                                            "send time of its last contributing event (see event_to_result_from)")
+    event_to_result_from: Literal["intended", "handoff"] = Field(
+        "intended", description="what event_to_result_ms starts from: the schedule's intended send time (from "
+        "schema 4 on), or the hand-off to the producer (older files)")
+    event_to_result_handoff_ms: Optional[Percentiles] = Field(
+        None, description="the same, from the hand-off to the producer: leaves out the generator's send delay")
     window_close_ms: Percentiles
     emitted_before_window_close: int
     bad_windows: list[BadWindow] = Field(default_factory=list, description="the first wrong, missing and extra "
@@ -208,6 +214,37 @@ class KeepingUp(Section):
     lag_slope_records_per_s: Optional[float] = None
     in_vs_acked: Optional[float] = None
     max_lag_after_run: Optional[int] = None
+
+
+class ClockReading(Section):
+    """The database's clock against the harness's: clock_timestamp() read between two local readings."""
+
+    offset_ms: float = Field(description="database clock minus harness clock")
+    uncertainty_ms: float = Field(description="half the round trip of the best of the readings")
+
+
+class Timing(Section):
+    """How this run's sink times were read and put on the harness's clock."""
+
+    sink_time: Literal["commit", "insert"] = Field(description="commit: a row's time is when readers could see "
+                                                   "it; insert: its INSERT time (the database does not track "
+                                                   "commit times)")
+    sink_time_note: Optional[str] = None
+    insert_to_commit_ms: Optional[Percentiles] = Field(None, description="per sink row, commit minus insert")
+    clock_before: Optional[ClockReading] = None
+    clock_after: Optional[ClockReading] = None
+    offset_applied_ms: float = Field(0.0, description="subtracted from every database time (the mean of the "
+                                     "readings before and after)")
+    offset_bound_ms: float = Field(description="a run whose offset is less certain than this is refused")
+
+
+class GeneratorCheck(Section):
+    """Whether the generator kept to its schedule during this engine's load."""
+
+    fell_behind: bool
+    send_delay_p99_ms: Optional[float] = None
+    threshold_ms: float = Field(description="max(floor, 1% of the event-to-result p50)")
+    reason: str
 
 
 class Lag(Section):
@@ -275,6 +312,8 @@ class EngineResult(Section):
     throughput: Optional[Throughput] = None
     lag: Optional[Lag] = None
     keeping_up: Optional[KeepingUp] = None
+    generator: Optional[GeneratorCheck] = None
+    timing: Optional[Timing] = None
     time_to_first_result_s: Optional[float] = None
     timeseries: list[Sample] = Field(default_factory=list)
     resources: Optional[Resources] = None
@@ -283,7 +322,7 @@ class EngineResult(Section):
 class ResultDocument(Section):
     """result.json."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     run_id: str
     status: RunStatus
     error: Optional[str] = None

@@ -37,7 +37,20 @@ def _v2_to_v3(doc: Doc) -> Doc:
     return doc
 
 
-STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(doc: Doc) -> Doc:
+    """v4 measures event-to-result latency from the intended send time and keeps the hand-off figure beside it;
+    a v3 file's figure is from hand-off, so it moves there and the headline figure says where it starts.
+    v4 also added the engine's generator check and timing, which a v3 file lacks."""
+    for entry in doc.get("engines") or []:
+        windows = entry.get("windows") if isinstance(entry, dict) else None
+        if isinstance(windows, dict) and "event_to_result_ms" in windows:
+            windows["event_to_result_handoff_ms"] = windows["event_to_result_ms"]
+            windows["event_to_result_from"] = "handoff"
+    doc["schema_version"] = 4
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 READABLE = sorted({*STEPS, SCHEMA_VERSION})
 
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import psycopg
 
 from harness import groundtruth
 from harness.engines.protocol import Plan
 from harness.loadgen.generator import SendStats
-from harness.metrics import keeping_up
+from harness.metrics import keeping_up, send_delay
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
-from harness.results.document import (CpuDuringLoad, EngineResult, Lag, MalformedCount, Throughput,
-                                         WindowSummary)
+from harness.metrics.stats import percentiles
+from harness.results.document import (CpuDuringLoad, EngineResult, Lag, MalformedCount, Percentiles, Throughput,
+                                      Timing, WindowSummary)
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
-from harness.storage import sink_tables
+from harness.storage import clock, sink_tables
 from harness.storage.results import ResultFile
 
 
@@ -29,6 +32,10 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
         log = sink_tables.read_log(conn, load_id)
         final = sink_tables.read_final(conn, load_id)
         malformed_counted = sink_tables.count_malformed(conn, load_id)
+        commit_times = sink_tables.commit_times_available(conn)
+    if entry.timing is None:
+        entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS)
+    log = sink_times(log, entry.timing, commit_times)
     ooo = scenario.load.out_of_order.max_delay if scenario.load.out_of_order.fraction > 0 else 0
     rep = window_metrics.report(
         promised=plan.promised_answer, expected=truth.windows, log=log, final=final, time_base_ms=time_base_ms,
@@ -42,9 +49,33 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.cpu_during_load = CpuDuringLoad.model_validate(flow.cpu_during_load(rows, time_base_ms, b, stats.sent))
     entry.windows = WindowSummary.model_validate(rep.summary)
     entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted)
-    entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log["inserted_at_ms"] if len(log) else []))
+    entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))
     entry.keeping_up = keeping_up.judge(
         rows, a, b, trigger_interval_ms=plan.max_trigger_interval_ms,
         acked_rate=entry.throughput.acked_records_per_s, in_rate=entry.throughput.in_records_per_s)
     entry.lag = Lag.model_validate(flow.lag(rows))
-    entry.time_to_first_result_s = round((log["inserted_at_ms"].min() - started_ms) / 1000, 3) if len(log) else None
+    entry.generator = send_delay.judge(stats.summary()["send_delay_ms"]["p99"],  # type: ignore[index]
+                                       entry.windows.event_to_result_ms.p50)
+    entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
+
+
+def sink_times(log: pd.DataFrame, timing: Timing, commit_times: bool) -> pd.DataFrame:
+    """The log on the harness's clock, with each row's sink time (commit time where the database tracks it,
+    else insert time); records in `timing` which one was used and how far commits lagged inserts."""
+    log = clock.to_harness_clock(log, timing.offset_applied_ms, ("inserted_at_ms", "committed_at_ms"))
+    committed = log["committed_at_ms"] if "committed_at_ms" in log else pd.Series(np.nan, index=log.index)
+    missing = int(committed.isna().sum())
+    if commit_times and len(log) and missing < len(log):
+        timing.sink_time = "commit"
+        timing.sink_time_note = (f"{missing} of {len(log)} rows had no commit time (committed before "
+                                 f"track_commit_timestamp was on); their insert time is used") if missing else None
+        lagged = (committed - log["inserted_at_ms"]).dropna().to_numpy()
+        timing.insert_to_commit_ms = Percentiles.model_validate(percentiles(lagged))
+    else:
+        timing.sink_time = "insert"
+        timing.sink_time_note = (None if not len(log) else
+                                 "the database does not track commit times (track_commit_timestamp is off), so a "
+                                 "row's insert time stands in for when readers could see it")
+    log[window_metrics.SINK_TIME] = committed.fillna(log["inserted_at_ms"]) if timing.sink_time == "commit" \
+        else log["inserted_at_ms"]
+    return log

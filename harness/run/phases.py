@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any, Callable
 
+import psycopg
 from pydantic import JsonValue, TypeAdapter
 
 from harness.engines.protocol import Engine, EngineContext, EngineRefused, Plan
@@ -20,7 +21,8 @@ from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
-from harness.results.document import Capabilities, EngineResult, EngineStatus, Resources, Sample
+from harness.results.document import Capabilities, EngineResult, EngineStatus, Resources, Sample, Timing
+from harness.storage import clock
 from harness.storage.results import ResultFile, utc_now
 
 START_TIMEOUT_S = 180   # an engine that is not reading its topic by then has failed to start
@@ -58,6 +60,8 @@ class EngineRun:
         self.load.prepare()
 
     def start_engine(self) -> None:
+        self.entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS,
+                                   clock_before=clock.checked_offset(self.load.dsn, self.name))
         self.started_ms = now_ms()
         self.hooks.message(f"{self.name}: starting ({self.engine.description})")
         self.engine.start(self.ctx)
@@ -100,7 +104,7 @@ class EngineRun:
                     + plan.max_trigger_interval_ms + plan.late_margin_ms
                 deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if self.load.truth is not None:
-                matched, total = self.monitor.matching(plan.promised_answer)
+                matched, total = self.monitor.matching(self.load.truth.windows[plan.promised_answer])
                 if matched == total:
                     return "complete", matched, total
                 if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms) >= quiet_ms:
@@ -122,6 +126,7 @@ class EngineRun:
         self.monitor.sample()
         self.entry.engine_metrics = _metrics(self.engine.engine_metrics)
         self.load.stop()
+        self.read_clock_after()
         stats, truth, tb = self.load.stats, self.load.truth, self.load.time_base_ms
         if truth is None or stats is None or tb is None:
             raise HarnessError(f"{self.name}: the load did not finish", exit_code=EXIT_FAILED)
@@ -130,6 +135,15 @@ class EngineRun:
                                   time_base_ms=tb, started_ms=self.started_ms, truth=truth, stats=stats,
                 rows=self.monitor.rows, results=self.results)
         self.entry.status = status
+
+    def read_clock_after(self) -> None:
+        """The offset after the run too, so drift shows; a reading past the bound is kept but not applied."""
+        timing = self.entry.timing
+        assert timing is not None
+        with psycopg.connect(self.load.dsn, autocommit=True) as conn:
+            timing.clock_after = clock.read_offset(conn)
+        usable = timing.clock_after if timing.clock_after.uncertainty_ms <= timing.offset_bound_ms else None
+        timing.offset_applied_ms = clock.applied_offset(timing.clock_before, usable)
 
     def stop(self) -> None:
         self.load.stop(join_s=0)
