@@ -26,6 +26,7 @@ import yaml
 from conftest import ROOT, Svc, run_cli, scenario_dict
 from harness import results
 from harness.metrics import windows as window_metrics
+from harness.metrics.stats import percentiles
 from harness.storage import sink_tables
 from harness.report import decision as D
 from harness.report import verdicts as M
@@ -293,7 +294,7 @@ def test_sink_time_is_commit_time(misbehaving_run: tuple[Path, str]) -> None:
     assert base_lag is not None and base_lag.p50 is not None and base_lag.p50 < 50, base_lag
 
     def close_p50(engine: str, col: str) -> float:
-        return float(_latencies(run_dir, by[engine].load_id, col)["window_close_ms"].median())
+        return float(percentiles(_latencies(run_dir, by[engine].load_id, col)["window_close_ms"].to_numpy())["p50"])
 
     sleepy_commit, sleepy_insert = close_p50("sleepy", "committed_at_ms"), close_p50("sleepy", "inserted_at_ms")
     base_commit, base_insert = close_p50("baseline", "committed_at_ms"), close_p50("baseline", "inserted_at_ms")

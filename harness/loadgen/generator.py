@@ -4,10 +4,14 @@ Heartbeats go to every partition at a fixed interval, during and after the load,
 data stops or a partition gets few keys. A heartbeat's event time is the schedule's own clock (the intended
 time of the next event still to send, never later than now), so a generator that falls behind cannot push a
 watermark past data it has not sent yet.
+
+HARNESS_FAULT_SEND_DELAY_MS (test-only) holds every hand-off that many ms behind its intended time for the
+whole load, as a generator starved of CPU would be; intended times, and so ground truth's, stay the schedule's.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -152,6 +156,7 @@ class LoadGenerator:
         self.stats = stats
         self._poll_now_ms = time.time_ns() // 1_000_000
         t0_ns = time_base_ms * 1_000_000
+        held_ns = int(os.environ.get("HARNESS_FAULT_SEND_DELAY_MS", "0") or 0) * 1_000_000
         hb_every_ns = self.s.load.heartbeat_interval * 1_000_000
         next_hb = t0_ns
         next_progress = time.monotonic()
@@ -176,8 +181,8 @@ class LoadGenerator:
             for j in range(len(prefixes)):
                 due = due_ns[j]
                 now = clock()
-                if paced and now < due:
-                    self._wait_until(due, stats, next_hb_ref := [next_hb], hb_every_ns, due // 1_000_000)
+                if paced and now < due + held_ns:
+                    self._wait_until(due + held_ns, stats, next_hb_ref := [next_hb], hb_every_ns, due // 1_000_000)
                     next_hb = next_hb_ref[0]
                     if self.stop.is_set():
                         break

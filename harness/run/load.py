@@ -1,4 +1,4 @@
-"""A load session: the topic, the event model, the generator on its own thread, and the ground truth. The same
+"""A load session: the topic, the event model, the generator in its own process, and the ground truth. The same
 session serves a load-only pass (run_load) and an engine run (phases.EngineRun)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import psycopg
 from harness import groundtruth
 from harness.errors import HarnessError
 from harness.loadgen.events import EventModel
-from harness.loadgen.generator import LoadGenerator, SendStats
+from harness.loadgen.generator import SendStats
+from harness.loadgen.process import GeneratorProcess
 from harness.run.planning import close_horizon_ms, next_time_base
 from harness.scenario import Scenario
 from harness.stack import topics
@@ -46,7 +47,7 @@ class LoadSession:
         self.results, self.hooks = results, hooks
         self.topic = f"harness.{load_id}"
         self.model: EventModel | None = None
-        self.gen: LoadGenerator | None = None
+        self.gen: GeneratorProcess | None = None
         self.time_base_ms: int | None = None
         self.truth: groundtruth.GroundTruth | None = None
         self._worker: threading.Thread | None = None
@@ -56,12 +57,14 @@ class LoadSession:
         """The topic, the event model and the generator; the sink tables exist."""
         topics.create_topic(self.bootstrap, self.topic, self.scenario.topic.partitions)
         self.model = EventModel(self.scenario)
-        self.gen = LoadGenerator(self.scenario, self.bootstrap, self.topic, model=self.model)
+        self.gen = GeneratorProcess(self.scenario, self.bootstrap, self.topic,
+                                    owner={"run_id": self.run_id, "load_id": self.load_id})
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             sink_tables.ensure_schema(conn)
 
     def begin(self, heartbeat_until_ms: int | None) -> int:
-        """Warm the producer, pick the time base, record the load and start sending; returns the time base."""
+        """Start the generator's process and warm its producer, pick the time base, record the load and start
+        sending (a thread here waits on the process); returns the time base."""
         assert self.gen is not None and self.model is not None
         self.gen.warm_up()
         tb = self.time_base_ms = next_time_base(self.scenario)
@@ -121,11 +124,16 @@ class LoadSession:
         return truth
 
     def stop(self, join_s: float = 60) -> None:
-        """Stop sending (heartbeats included) and wait for the generator thread."""
+        """Stop sending (heartbeats included); unless join_s is 0, wait for the generator and make sure its
+        process has gone."""
         if self.gen is not None:
             self.gen.stop.set()
+        if join_s <= 0:
+            return
         if self._worker is not None:
             self._worker.join(join_s)
+        if self.gen is not None:
+            self.gen.close(timeout=10)
 
     def entry(self) -> LoadResult:
         """The load's section of result.json."""

@@ -9,7 +9,7 @@ import pandas as pd
 import psycopg
 
 from harness.engines.protocol import Engine, EngineContext
-from harness.loadgen.generator import LoadGenerator
+from harness.loadgen.process import GeneratorProcess
 from harness.metrics.resources import ResourceSampler
 from harness.stack.probes import kafka_conf
 from harness.storage import sink_tables
@@ -17,7 +17,7 @@ from harness.storage.completion import CompletionCheck
 
 
 class Monitor:
-    def __init__(self, engine: Engine[Any], ctx: EngineContext[Any], gen: LoadGenerator) -> None:
+    def __init__(self, engine: Engine[Any], ctx: EngineContext[Any], gen: GeneratorProcess) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         self.engine, self.ctx, self.gen = engine, ctx, gen
