@@ -522,6 +522,38 @@ def bench_completion(
     out.print(f"saved: {path}")
 
 
+@bench_app.command("noise")
+@user_errors
+def bench_noise(
+    scenario: Path = typer.Argument(Path("scenarios/quick.yaml"), help="Scenario to repeat."),
+    engine: str = typer.Option("baseline", help="The engine whose repeat-to-repeat spread is measured."),
+    repeat: int = typer.Option(5, min=2, help="Repeats (5 or more: fewer give a band that is itself noise)."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+    postgres_dsn: Optional[str] = DsnOpt,
+) -> None:
+    """The repeat-to-repeat spread of every ranked figure on this machine: the noise band single runs are judged
+    against.
+
+    Runs SCENARIO with one engine --repeat times (as `harness run --engines ENGINE --repeat N`), then per figure
+    (max - min) / |median| over the repeats. Saved to results/bench-noise-<time>.json and
+    results/bench-noise-latest.json, which reports read; nothing is asserted.
+    """
+    from harness.bench.noise import measure, save, table_rows
+    from harness.run import RunHooks
+
+    res, run_dir = measure(scenario, engine, repeat, bootstrap=bootstrap_servers, dsn=postgres_dsn,
+                           hooks=RunHooks(message=say))
+    table = Table(title=f"noise band: {engine} on {res['scenario']}, {res['repeats']} measured repeats "
+                        f"({res['method']})")
+    for col in ("figure", "unit", "per repeat", "band"):
+        table.add_column(col, overflow="fold")
+    for row in table_rows(res):
+        table.add_row(*row)
+    out.print(table)
+    dated, latest = save(res)
+    out.print(f"run: {run_dir}\nsaved: {dated}\nlatest (read by reports): {latest}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m harness`
     app()
 

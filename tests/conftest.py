@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests measure no speed: no wait for idle CPUs before an engine starts. And a noise band this machine measured
+# (results/bench-noise-latest.json) must not change the verdicts a test asserts, so results go elsewhere.
+os.environ["HARNESS_IDLE_WAIT"] = "0"
+os.environ["HARNESS_RESULTS_DIR"] = tempfile.mkdtemp(prefix="harness-test-results-")
 HARNESS = [sys.executable, "-m", "harness"]
 
 

@@ -1,9 +1,11 @@
 """`build_compare(run_dirs, out_dir)`: the same headline tables and main plots across runs (before and after a
 tuning change, two machines, two versions), with every change judged against the run-to-run spread.
 
-Each later run is compared with the first one, engine by engine: a change is "better" or "worse" only when it is
-outside the spread (the repeat ranges, when both runs have repeats) or, without repeats, beyond the noise band
-(and, for latency percentiles, beyond their 95% confidence intervals); otherwise it is a tie.
+Each later run is compared with the first one, engine by engine, by the rules of harness.report.verdicts.judge: with
+5 or more repeats in both runs a change is "better" or "worse" only when the exact Mann-Whitney test, Holm-corrected
+over every comparison of that figure in the table, gives p < 0.05 and the change is at least 5%; with 2-4
+repeats it is "not enough repeats"; single runs are judged against the noise band `harness bench noise` measured on
+this machine (and, for latency percentiles, their intervals over window closes), and are ties without one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from harness.errors import HarnessError
+from harness.metrics import significance as S
 from harness.report import builder as B
 from harness.report import decision as D
 from harness.report import verdicts as M
@@ -24,6 +27,11 @@ from harness.report import table_builders as T
 from harness.report.data import RunData
 
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+RULE = (f"With {S.MIN_REPEATS} or more repeats in both runs, a change is better or worse only when an exact "
+        f"Mann-Whitney test (Holm-corrected over the comparisons of that figure) gives p < {S.ALPHA:g} and it is at "
+        f"least {S.MIN_PRACTICAL:.0%}; with 2-{S.MIN_REPEATS - 1} repeats it is \"{S.NOT_ENOUGH}\"; single runs are "
+        "judged against the noise band measured on this machine (and percentile intervals over window closes); "
+        "otherwise a tie.")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, str]:
@@ -85,19 +93,47 @@ def runs_table(runs: list[RunData]) -> T.Table:
     return t
 
 
-def changes(runs: list[RunData], band: float = M.NOISE_BAND) -> tuple[T.Table, list[str]]:
+def noise_for_runs(runs: list[RunData]) -> tuple[S.NoiseBand | None, str]:
+    """The measured noise band, when it applies to every run's machine (single-run changes are judged by it)."""
+    band, why = None, ""
+    for r in runs:
+        band, why = D.noise_for(r)
+        if band is None:
+            break
+    return band, why
+
+
+def changes(runs: list[RunData], noise: S.NoiseBand | None = None) -> tuple[T.Table, list[str]]:
     """Per engine and ranked figure: the value in every run, and each later run judged against the first."""
     labels = [LABELS[i % 26] for i in range(len(runs))]
     engines = list(dict.fromkeys(e for r in runs for e in r.engine_names))
     cols = ["engine", "figure", *[f"run {x}" for x in labels]]
     t = T.Table(cols[1:])
     glance: list[str] = []
+    groups_by_engine = {e: [r.by_engine().get(e, []) for r in runs] for e in engines}
+    figs_by = {(e, m.key): [M.figure(g, m) for g in groups_by_engine[e]] for e in engines for m in M.RANKED}
+    # One family per figure: every later run against run A, for every engine; Holm keeps the chance of any false
+    # "better"/"worse" among that figure's rows at 5%.
+    adjusted: dict[tuple[str, str, int], float] = {}
+    family: dict[str, int] = {}
+    for m in M.RANKED:
+        keys, raw = [], []
+        for e in engines:
+            figs = figs_by[(e, m.key)]
+            for i, f in enumerate(figs[1:], 1):
+                base = figs[0]
+                if f is not None and base is not None and (p := M.repeat_p(base, f, m)) is not None:
+                    keys.append((e, m.key, i))
+                    raw.append(p)
+        adjusted.update(zip(keys, (float(v) for v in S.holm(raw))))
+        family[m.key] = len(keys)
     for e in engines:
-        groups = [r.by_engine().get(e, []) for r in runs]
+        groups = groups_by_engine[e]
         per_run_better: dict[int, list[str]] = {}
         per_run_worse: dict[int, list[str]] = {}
+        per_run_few: dict[int, list[str]] = {}
         for m in M.RANKED:
-            figs = [M.figure(g, m) for g in groups]
+            figs = figs_by[(e, m.key)]
             if all(f is None for f in figs):
                 continue
             cells = [T.Cell(D.fmt_figure(figs[0], m), "unreliable" if figs[0] and figs[0].unreliable else "")]
@@ -107,27 +143,32 @@ def changes(runs: list[RunData], band: float = M.NOISE_BAND) -> tuple[T.Table, l
                 if f is None or base is None:
                     cells.append(T.Cell(text))
                     continue
-                j = M.judge(base, f, m, band)
+                j = M.judge(base, f, m, noise, p_adjusted=adjusted.get((e, m.key, i)), family=family[m.key])
                 delta = f.mid - base.mid
                 rel = f" ({delta / abs(base.mid):+.0%})" if base.mid else ""
-                if j.verdict == "tie":
-                    word, flag = "tie", ""
-                else:
+                if j.called:
                     better = j.verdict == "b"
                     word, flag = ("better" if better else "worse"), ("" if better else "bad")
                     (per_run_better if better else per_run_worse).setdefault(i, []).append(m.label)
+                else:
+                    word, flag = j.verdict, ""
+                    if j.verdict == S.NOT_ENOUGH:
+                        per_run_few.setdefault(i, []).append(m.label)
                 cells.append(T.Cell(f"{text}; {D.fmt(delta, '', m.digits)}{rel}: {word}", flag, j.reason))
             t.rows.append(T.Row(f"{e}: {m.label} ({m.unit}, {m.better} is better)", cells))
         for i in range(1, len(runs)):
-            b, w = per_run_better.get(i, []), per_run_worse.get(i, [])
+            b, w, few = per_run_better.get(i, []), per_run_worse.get(i, []), per_run_few.get(i, [])
             if not any(groups[i]) or not any(groups[0]):
                 glance.append(f"{e}: not in both run A and run {labels[i]}.")
+            elif few and not b and not w:
+                glance.append(f"{e}, run {labels[i]} vs A: {S.NOT_ENOUGH} to call a change (use --repeat "
+                              f"{S.MIN_REPEATS} in both runs).")
             elif not b and not w:
-                glance.append(f"{e}, run {labels[i]} vs A: no change beyond the spread or noise band.")
+                glance.append(f"{e}, run {labels[i]} vs A: no change the test or the measured noise band calls.")
             else:
                 glance.append(f"{e}, run {labels[i]} vs A: " + "; ".join(
                     x for x in [f"better on {', '.join(b)}" if b else "", f"worse on {', '.join(w)}" if w else ""] if x)
-                    + "; every other figure a tie.")
+                    + "; every other figure a tie" + (f" or {S.NOT_ENOUGH}" if few else "") + ".")
     return t, glance
 
 
@@ -192,18 +233,19 @@ def compare_context(runs: list[RunData]) -> dict[str, Any]:
                                         "hatch: run, as in the legend).",
                                  lambda m=m, title=title, groups=groups: P.figure_bars(title, f"{m.label} ({m.unit})",
                                                                                      groups), "not measured"))
-    change_table, glance = changes(runs)
+    noise, why_no_band = noise_for_runs(runs)
+    change_table, glance = changes(runs, noise)
     incomplete = [f"run {lab} ({r.run_id}) is {r.status.upper()}" + (f": {r.doc.error}" if r.doc.error else "")
                   for lab, r in zip(labels, runs) if not r.complete]
     scen = sorted({r.scenario.name for r in runs})
     glance = ([f"Scenario differs between runs ({', '.join(scen)}): compare with care."] if len(scen) > 1 else []) \
-        + glance + [("Spread: repeats within runs where measured; else the ±"
-                     f"{M.NOISE_BAND:.0%} noise band (and 95% percentile intervals): changes inside them are ties.")]
+        + glance + [f"How changes are called: {RULE} Single runs: "
+                    + (f"the noise band measured by {noise.source}." if noise else f"{why_no_band or S.NO_NOISE_BAND}, "
+                       "so no change between single runs is called.")]
     sections = [
         B._table_section("changes", "What changed, run by run (against run A)", [("", change_table)],
                          "Each cell: the figure, its change against run A, and the verdict; hover for the reason. "
-                         "A change is better or worse only outside the run-to-run spread (repeat ranges) or, with "
-                         f"single runs, beyond the ±{M.NOISE_BAND:.0%} noise band; otherwise a tie."),
+                         + RULE),
         B._table_section("slo", "SLO verdicts per run", [("", slo_table(runs))],
                          "Each run judged against its own scenario's SLOs (see each run's report for the details)."),
         B._table_section("differences", "What differs between the runs' set-ups", [("", differences(runs))],
@@ -260,8 +302,8 @@ def build_compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
 
     compare.html is self-contained (plots as data: URIs): the headline table of every run (the first has
     id="headline"), the main plots overlaid (colour: engine, line style: run), a table of every ranked figure per
-    engine with each later run judged against the first (better / worse only outside the run-to-run spread, or
-    beyond the stated noise band for single runs; else a tie), the SLO verdicts per run, the set-up differences
+    engine with each later run judged against the first (better / worse only when the repeats' rank test calls it,
+    or beyond the measured noise band for single runs; else a tie or "not enough repeats"), the SLO verdicts per run, the set-up differences
     (scenario, engine settings, machine, versions) and the runs themselves. compare.md holds the same tables.
     Runs that are not complete are marked INCOMPLETE. Raises HarnessError for fewer than two run folders or a
     folder without a readable result.json.

@@ -56,6 +56,8 @@ class EngineRun:
     raw_dir: Path | None
     warmup_ms: float = 0.0
     _frames: dict[str, pd.DataFrame | None] = field(default_factory=dict, repr=False)
+    # figures derived from the raw files (bootstrap intervals), computed once per report rather than per table
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -112,14 +114,22 @@ class EngineRun:
 
     def latency_samples(self, column: str = "event_to_result_ms") -> np.ndarray:
         """The per-window latencies the summary percentiles were computed from (warm-up windows excluded)."""
+        return self.latency_blocks(column)[0]
+
+    def latency_blocks(self, column: str = "event_to_result_ms") -> tuple[np.ndarray, np.ndarray]:
+        """The per-window latencies (as latency_samples) and, for each, its window close: the window end. Every
+        key's window with one end is closed by the same watermark advance and lands in the same flush, so the
+        samples of one close are not independent of each other (harness.metrics.significance)."""
         w = self.windows()
         if w is None or column not in w or "window_end" not in w:
-            return np.array([], dtype=float)
+            return np.array([], dtype=float), np.array([], dtype=float)
         tb = self.time_base_ms
         if tb is not None:
             w = w[w["window_end"] > tb + self.warmup_ms]
         a = pd.to_numeric(w[column], errors="coerce").to_numpy(dtype=float)
-        return a[np.isfinite(a)]
+        ends = pd.to_numeric(w["window_end"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(a) & np.isfinite(ends)
+        return a[ok], ends[ok]
 
     def timeseries(self) -> pd.DataFrame:
         if not self.entry.timeseries:

@@ -5,9 +5,11 @@ Rules (docs/reports.md explains them to readers):
 - An SLO is judged only on complete engine runs. Skipped, failed, timed-out, interrupted or unfinished runs are
   "not measured" with their reason, never a pass. With repeats, an engine meets an SLO only when every repeat
   was measured and meets it; the figure shown is the worst repeat, with the range beside it.
-- A pass whose margin is inside the noise band, or that rests on a percentile flagged unreliable, is marked as
-  such: it may not hold on the next run.
-- No engine is called better where the figures don't show it (see harness.report.verdicts.judge).
+- A pass whose margin is within BORDERLINE of the threshold, or that rests on a percentile flagged unreliable, is
+  marked as such: it may not hold on the next run.
+- No engine is called better where the figures don't show it (see harness.report.verdicts.judge): across
+  repeats only the exact rank test with Holm's correction calls a difference, 2-4 repeats are "not enough
+  repeats", and a single run is judged against the noise band measured on this machine, or not at all.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from harness.durations import format_duration
+from harness.metrics import significance as S
 from harness.metrics.stats import min_samples_for
 from harness.report import verdicts as M
 from harness.report.data import EngineRun, RunData, num
@@ -47,6 +50,7 @@ SLO_PATHS = {
 }
 
 PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"
+BORDERLINE = 0.10   # a pass this close to its threshold (relative) is noted: the next run may miss it
 
 
 @dataclass
@@ -89,6 +93,7 @@ class DecisionSummary:
     spread_note: str
     record_md: str
     unknown_slo_fields: list[str] = field(default_factory=list)
+    noise: S.NoiseBand | None = None      # the measured band single runs were judged against
 
 
 def _threshold(raw: Any) -> float | None:
@@ -112,7 +117,7 @@ def _tag(r: EngineRun, runs: list[EngineRun]) -> str:
 
 
 def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
-              band: float = M.NOISE_BAND) -> SloCheck:
+              band: float = BORDERLINE) -> SloCheck:
     metric, direction, _ = SLO_FIELDS[name]
     thr = _threshold(raw_threshold)
     chk = SloCheck(name, engine, thr, NOT_MEASURED)
@@ -178,25 +183,59 @@ def _verdicts(run: RunData, slo: dict[str, Any], checks: list[SloCheck]) -> dict
     return out
 
 
-def spread_note(run: RunData) -> str:
+def noise_for(run: RunData, noise: S.NoiseBand | None | Literal["file"] = "file") -> tuple[S.NoiseBand | None, str]:
+    """The noise band single runs of this run are judged against, and why there is none: the file `harness bench
+    noise` wrote, unless it was measured on another kind of machine than the run."""
+    band = S.measured_noise_band() if noise == "file" else noise
+    machine = run.doc.machine.model_dump(mode="json") if run.doc.machine else None
+    if band is not None and not band.applies_to(machine):
+        return None, (f"the noise band on file was measured on another machine ({band.source}), so it does not "
+                      "apply to this run")
+    return band, ""
+
+
+def _band_text(noise: S.NoiseBand) -> str:
+    shown = [f"{m.key} ±{b:.0%}" for m in M.RANKED if (b := noise.band(m.key)) is not None]
+    return ", ".join(shown) or "no figures"
+
+
+def spread_note(run: RunData, noise: S.NoiseBand | None = None, why_no_band: str = "") -> str:
+    """How differences were judged in this run, in words (the rules of harness.report.verdicts.judge)."""
     counts = {e: sum(1 for r in runs if r.measured) for e, runs in run.by_engine().items()}
-    with_spread = [e for e, n in counts.items() if n >= 2]
-    if counts and len(with_spread) == len(counts):
+    counts = {e: n for e, n in counts.items() if n}
+    advice = (f"Use --repeat {S.MIN_REPEATS} for a decision: with {S.MIN_REPEATS} or more repeats per engine a "
+              f"difference is called by an exact Mann-Whitney test at 95%, Holm-corrected over the engine pairs of "
+              f"each figure, when it is also at least {S.MIN_PRACTICAL:.0%} of the better median.")
+    if counts and min(counts.values()) >= S.MIN_REPEATS:
         n = min(counts.values())
         return (f"Each engine was measured {n} or more times; figures are the median with the range (min..max) over "
-                "the repeats, and a difference whose ranges overlap is called a tie.")
-    base = (f"No spread was measured (a single run per engine{'; repeats only for ' + ', '.join(with_spread) if with_spread else ''}): "
-            f"a difference counts as a win only when it exceeds a ±{M.NOISE_BAND:.0%} noise band (relative to the "
-            "better figure) and, for latency percentiles, when their 95% confidence intervals from the per-window "
-            "samples do not overlap; otherwise it is a tie. Use --repeat 3 or more to measure the spread.")
-    return base
+                f"the repeats. A difference is called only when an exact two-sided Mann-Whitney test, Holm-corrected "
+                f"over the engine pairs of each figure, gives p < {S.ALPHA:g} and the medians differ by at least "
+                f"{S.MIN_PRACTICAL:.0%} of the better one; otherwise it is a tie.")
+    if counts and max(counts.values()) >= 2:
+        few = ", ".join(f"{e} {n}" for e, n in counts.items())
+        return (f"Not enough repeats to rank ({few} measured repeats): with 2-{S.MIN_REPEATS - 1} repeats an engine's "
+                "figures are shown as the median with the range (min..max), and no difference across repeats is "
+                f"called (\"{S.NOT_ENOUGH}\"). " + advice)
+    if noise is None:
+        why = why_no_band or S.NO_NOISE_BAND
+        return ("Single run per engine, and no difference is called: " + why + ". Every difference between "
+                "single runs is a tie; latency percentiles carry a 95% interval from a bootstrap over window "
+                "closes. " + advice)
+    return (f"Single run per engine: a difference counts as a win only beyond the noise band measured on this "
+            f"machine ({_band_text(noise)}; from {noise.source}) and at least {S.MIN_PRACTICAL:.0%}, and for "
+            "latency percentiles only when their 95% intervals from a bootstrap over window closes do not "
+            "overlap; otherwise it is a tie. " + advice)
 
 
-def summarize(run: RunData, band: float = M.NOISE_BAND) -> DecisionSummary:
+def summarize(run: RunData, noise: S.NoiseBand | None | Literal["file"] = "file") -> DecisionSummary:
+    """The decision summary. noise: the band single runs are judged against; "file" reads the one `harness bench
+    noise` wrote (results/bench-noise-latest.json), None judges without one."""
+    band, why_no_band = noise_for(run, noise)
     slo = run.slo
     unknown = [k for k in slo if k not in SLO_FIELDS]
     groups = run.by_engine()
-    checks = [check_slo(name, slo[name], engine, runs, band)
+    checks = [check_slo(name, slo[name], engine, runs)
               for name in SLO_FIELDS if name in slo for engine, runs in groups.items()]
     verdicts = _verdicts(run, slo, checks)
     rankings = []
@@ -204,7 +243,8 @@ def summarize(run: RunData, band: float = M.NOISE_BAND) -> DecisionSummary:
         figs = {e: f for e, runs in groups.items() if (f := M.figure(runs, metric)) is not None}
         if figs:
             rankings.append(M.rank(figs, metric, band))
-    summary = DecisionSummary(slo, checks, verdicts, rankings, spread_note(run), "", unknown)
+    summary = DecisionSummary(slo, checks, verdicts, rankings, spread_note(run, band, why_no_band), "", unknown,
+                              band)
     summary.record_md = decision_record(run, summary)
     return summary
 
@@ -224,7 +264,13 @@ def fmt_figure(f: M.Figure | None, metric: M.Metric) -> str:
         return "not measured"
     if f.has_spread:
         return f"{fmt(f.mid, metric.unit, metric.digits)} ({fmt(f.lo, '', metric.digits)}..{fmt(f.hi, '', metric.digits)})"
-    return fmt(f.mid, metric.unit, metric.digits) + (" (unreliable)" if f.unreliable else "")
+    text = fmt(f.mid, metric.unit, metric.digits)
+    if f.bootstrap is not None:
+        b = f.bootstrap
+        closes = f"{b.n_blocks} window close{'s' if b.n_blocks != 1 else ''}"
+        bounds = f"{fmt(b.lo, '', metric.digits)}..{fmt(b.hi, '', metric.digits)}" if b.n_blocks >= 2 else "unbounded"
+        text += f" (95% CI {bounds}, {closes})"
+    return text + (" (unreliable)" if f.unreliable else "")
 
 
 def threshold_text(c: SloCheck) -> str:
@@ -260,12 +306,13 @@ def ranking_text(rk: M.Ranking) -> str:
     if len(rk.best) == len(rk.figures):
         details = "; ".join(f"{e} {fmt_figure(rk.figures[e], m)}" for e in [top, *rk.others])
         reasons = "; ".join(f"{e}: {j.reason}" for e, j in rk.others.items())
-        return f"tie: {details} ({reasons})"
+        word = S.NOT_ENOUGH if any(j.verdict == S.NOT_ENOUGH for j in rk.others.values()) else "tie"
+        return f"{word}: {details} ({reasons})"
     s = f"{word}: {', '.join(rk.best)}" if len(rk.best) > 1 else f"{word}: {top}"
     s += f" ({fmt_figure(rk.figures[top], m)})"
     parts = []
     for e, j in rk.others.items():
-        kind = "tied" if j.verdict == "tie" else "behind"
+        kind = "behind" if j.called else "tied" if j.verdict == "tie" else S.NOT_ENOUGH
         parts.append(f"{e} {fmt_figure(rk.figures[e], m)} {kind}: {j.reason}")
     return s + ("; " + "; ".join(parts) if parts else "")
 
@@ -412,8 +459,16 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
               "two engines a tie, it does not support choosing one over the other on that figure.", "",
               "## Caveats", ""]
     cav = [f"Measured on one machine ({_machine_line(run)}); engines ran in isolation, one at a time."]
-    if not any(len([r for r in runs if r.measured]) >= 2 for runs in groups.values()):
-        cav.append("Single run per engine: no run-to-run spread was measured.")
+    measured_n = [len([r for r in runs if r.measured]) for runs in groups.values()]
+    measured_n = [n for n in measured_n if n]
+    if measured_n and max(measured_n) < 2:
+        cav.append("Single run per engine: no run-to-run spread was measured"
+                   + (f"; differences were judged against the noise band of {s.noise.source}." if s.noise else
+                      f", and {S.NO_NOISE_BAND}, so no difference is called.")
+                   + f" Use --repeat {S.MIN_REPEATS} for a decision.")
+    elif measured_n and min(measured_n) < S.MIN_REPEATS:
+        cav.append(f"Fewer than {S.MIN_REPEATS} repeats for some engine: no difference across repeats is called "
+                   f"({S.NOT_ENOUGH}). Use --repeat {S.MIN_REPEATS} for a decision.")
     if any(M.P99.unreliable(r) for r in run.runs if r.measured):
         cav.append("The p99 latency comes from fewer than 1,000 windows (flagged unreliable); a longer run gives a "
                    "p99 that can be trusted.")
@@ -435,11 +490,19 @@ def ranking_cells(rk: M.Ranking) -> tuple[str, str]:
     """(result, why) for one ranked figure: who is best, who is tied with the best, and the reasons."""
     if len(rk.figures) < 2:
         return (f"only {next(iter(rk.figures))} measured" if rk.figures else "not measured"), ""
-    behind = [e for e, j in rk.others.items() if j.verdict != "tie"]
-    if len(rk.best) > 1:
-        result = "tie: " + ", ".join(rk.best) + (f"; ahead of {', '.join(behind)}" if behind else "")
+    behind = [e for e, j in rk.others.items() if j.called]
+    few = [e for e, j in rk.others.items() if j.verdict == S.NOT_ENOUGH]
+    tied = [rk.best[0], *(e for e, j in rk.others.items() if j.verdict == "tie")]
+    if behind:
+        word = "lower" if rk.metric.better == "lower" else "higher"
+        result = f"tie: {', '.join(tied)}; ahead of {', '.join(behind)}" if len(tied) > 1 else \
+            f"{tied[0]} {word} than {', '.join(behind)}"
+        if few:
+            result += f"; {S.NOT_ENOUGH} for {', '.join(few)}"
+    elif few:
+        result = f"{S.NOT_ENOUGH}: {', '.join(rk.best)}"
     else:
-        result = f"{rk.best[0]} {'lower' if rk.metric.better == 'lower' else 'higher'} than {', '.join(behind)}"
+        result = "tie: " + ", ".join(rk.best)
     why = "; ".join(f"{e} vs {rk.best[0]}: {j.reason}" for e, j in rk.others.items())
     return result, why
 
@@ -475,11 +538,12 @@ def glance(run: RunData, s: DecisionSummary) -> list[str]:
         out.append("No SLOs set in the scenario: nothing is judged pass or fail.")
     ahead: dict[str, list[str]] = {}
     ties = []
+    few = []
     for rk in s.rankings:
         if len(rk.figures) < 2:
             continue
         if len(rk.best) == len(rk.figures):
-            ties.append(rk.metric.label)
+            (few if any(j.verdict == S.NOT_ENOUGH for j in rk.others.values()) else ties).append(rk.metric.label)
         else:
             who = " and ".join(rk.best) + (" (tied)" if len(rk.best) > 1 else "")
             ahead.setdefault(who, []).append(rk.metric.label)
@@ -493,7 +557,9 @@ def glance(run: RunData, s: DecisionSummary) -> list[str]:
                    "intended send time includes that delay, so the machine was part of what was measured.")
     for who, labels in ahead.items():
         out.append(f"{who} ahead on: {', '.join(labels)}.")
+    if few:
+        out.append(f"{S.NOT_ENOUGH.capitalize()} to rank: {', '.join(few)}.")
     if ties:
-        out.append(f"Ties (differences inside the spread or noise band): {', '.join(ties)}.")
+        out.append(f"Ties (differences the test or the measured noise band does not call): {', '.join(ties)}.")
     out.append(s.spread_note.split(":")[0] + ".")
     return out

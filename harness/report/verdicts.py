@@ -1,32 +1,35 @@
 """The figures a report shows and compares, each read from one typed engine entry of result.json, and how to judge
-a difference between two engines (or two runs) honestly.
+a difference between two engines (or two runs) honestly (the statistics: harness.metrics.significance).
 
 Judging (used by the decision summary and by `compare`):
-- with repeats on both sides (two or more measured runs each), the spread is min..max over the repeats, and
-  two figures whose ranges overlap are a tie;
-- otherwise no spread was measured: a difference is a win only when it is larger than NOISE_BAND (relative to
-  the better figure) and, for latency percentiles with the per-window samples at hand, when the two
-  distribution-free 95% confidence intervals of the percentile do not overlap (the percentile's resolution:
-  a p99 from 250 windows cannot be told apart from its neighbouring samples). Else it is a tie.
+- with MIN_REPEATS (5) or more measured repeats on both sides, a difference is called only when the exact
+  two-sided Mann-Whitney test, Holm-corrected over the engine pairs of the metric, gives p < 0.05 and the
+  medians differ by at least MIN_PRACTICAL (5%) of the better one; else it is a tie;
+- with 2-4 repeats on either side (or one run against repeats) the verdict is "not enough repeats": such a test
+  cannot reach 5%, and min..max ranges of a few repeats do not overlap by chance far too often;
+- with a single run on both sides, a difference is a win only beyond the noise band `harness bench noise`
+  measured on this machine (and MIN_PRACTICAL), and, for latency percentiles, when their block-bootstrap 95%
+  intervals over window closes do not overlap. Without a measured band every single-run difference is a tie.
+- counts checked against ground truth (Metric.exact: wrong, missing, extra windows, duplicates) are not samples:
+  a single run's counts are compared as they are.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
+from harness.metrics import significance as S
 from harness import paths
 from harness.report.data import EngineRun, num
 from harness.results.document import Percentiles
 
-NOISE_BAND = 0.10          # relative difference a single run must exceed to be called a win
-Z95 = 1.959964
+NOT_ENOUGH = S.NOT_ENOUGH
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Metric:
     percentile: str | None = None        # "p50", "p99"...: a latency percentile (flag, confidence interval)
     digits: int = 0
     column: str = "event_to_result_ms"   # for a percentile: which per-window latency (windows.csv column)
+    exact: bool = False                  # a count checked against ground truth, not a sample: no noise to allow for
 
     def value(self, run: EngineRun) -> float | None:
         """The figure as a finite float, or None when the engine run did not reach it (or it is NaN)."""
@@ -74,13 +78,13 @@ THR_IN = Metric("thr_in", "Throughput in", "records/s",
                 lambda r: r.entry.throughput.in_records_per_s if r.entry.throughput else None, "higher", digits=1)
 THR_OUT = Metric("thr_out", "Throughput out", "rows/s",
                  lambda r: r.entry.throughput.out_rows_per_s if r.entry.throughput else None, None, digits=2)
-BAD = Metric("bad_windows", "Windows wrong + missing + extra", "windows", _bad_windows, "lower")
+BAD = Metric("bad_windows", "Windows wrong + missing + extra", "windows", _bad_windows, "lower", exact=True)
 WRONG = Metric("wrong", "Wrong windows", "windows", lambda r: r.correctness.wrong if r.correctness else None,
-               "lower")
+               "lower", exact=True)
 MISSING = Metric("missing", "Missing windows", "windows",
-                 lambda r: r.correctness.missing if r.correctness else None, "lower")
+                 lambda r: r.correctness.missing if r.correctness else None, "lower", exact=True)
 DUPS = Metric("duplicates", "Duplicates", "rows", lambda r: r.entry.windows.duplicates if r.entry.windows else None,
-              "lower")
+              "lower", exact=True)
 REEM = Metric("re_emissions", "Re-emissions", "rows",
               lambda r: r.entry.windows.re_emissions if r.entry.windows else None, None)
 CPU_M = Metric("cpu_per_m", "CPU per million events (during load)", "CPU s",
@@ -106,8 +110,9 @@ class Figure:
 
     values: list[float]
     unreliable: bool = False
-    ci: tuple[float, float] | None = None      # single run, latency percentile: 95% CI (may be +-inf)
-    samples: int | None = None
+    ci: tuple[float, float] | None = None      # single run, latency percentile: 95% CI over window closes
+    samples: int | None = None                 # ... and the number of window closes it rests on
+    bootstrap: S.BootstrapCI | None = None
 
     @property
     def n(self) -> int:
@@ -130,21 +135,16 @@ class Figure:
         return self.n >= 2
 
 
-def quantile_ci(samples: np.ndarray, pct: float, z: float = Z95) -> tuple[float, float] | None:
-    """Distribution-free confidence interval of a percentile from order statistics (binomial ranks).
-
-    Bounds that fall beyond the samples are infinite: too few samples to bound the percentile on that side.
-    """
-    a = np.sort(np.asarray(samples, dtype=float))
-    n = a.size
-    if n == 0:
+def run_bootstrap(run: EngineRun, metric: Metric) -> S.BootstrapCI | None:
+    """The block-bootstrap interval of a percentile figure of one engine run (None without raw samples)."""
+    if not metric.percentile:
         return None
-    p = pct / 100.0
-    half = z * math.sqrt(n * p * (1 - p))
-    lo_rank, hi_rank = math.floor(n * p - half), math.ceil(n * p + half) + 1   # 1-based order statistics
-    lo = float(a[lo_rank - 1]) if lo_rank >= 1 else -math.inf
-    hi = float(a[hi_rank - 1]) if hi_rank <= n else math.inf
-    return lo, hi
+    key = ("bootstrap", metric.column, metric.percentile)
+    if key not in run.memo:
+        samples, closes = run.latency_blocks(metric.column)
+        run.memo[key] = S.block_bootstrap_ci(samples, closes, float(metric.percentile[1:])) if samples.size else None
+    ci: S.BootstrapCI | None = run.memo[key]
+    return ci
 
 
 def figure(runs: list[EngineRun], metric: Metric) -> Figure | None:
@@ -156,18 +156,25 @@ def figure(runs: list[EngineRun], metric: Metric) -> Figure | None:
         return None
     fig = Figure([v for _, v in vals], unreliable=any(metric.unreliable(r) for r, _ in vals))
     if fig.n == 1 and metric.percentile:
-        samples = vals[0][0].latency_samples(metric.column)
-        if samples.size:
-            fig.samples = int(samples.size)
-            fig.ci = quantile_ci(samples, float(metric.percentile[1:]))
+        boot = run_bootstrap(vals[0][0], metric)
+        if boot is not None:
+            # a single run's percentile is as trustworthy as its interval over window closes, whatever the count
+            fig.bootstrap, fig.ci, fig.samples, fig.unreliable = boot, (boot.lo, boot.hi), boot.n_blocks, \
+                boot.unreliable
     return fig
 
 
 @dataclass
 class Judgement:
-    verdict: str        # "a", "b" (which is better) or "tie"
+    verdict: str        # "a", "b" (which is better), "tie" or NOT_ENOUGH ("not enough repeats")
     reason: str
     rel: float | None = None     # relative difference to the better figure
+    p_value: float | None = None  # across repeats: the (Holm-adjusted) p of the test
+
+    @property
+    def called(self) -> bool:
+        """A difference was called: one engine (or run) is better."""
+        return self.verdict in ("a", "b")
 
 
 def _fmt(v: float) -> str:
@@ -183,41 +190,82 @@ def apart(rel: float) -> str:
     return f"{rel:.1%} apart" if rel < 1 else f"{1 + rel:.1f}x the better figure"
 
 
-def judge(a: Figure, b: Figure, metric: Metric, band: float = NOISE_BAND) -> Judgement:
-    """Is a better than b, b better than a, or is the difference inside what was (or was not) measured?"""
+def _spread(f: Figure) -> str:
+    return f"{_fmt(f.lo)}..{_fmt(f.hi)} (n={f.n})" if f.has_spread else f"{_fmt(f.mid)} (single run)"
+
+
+def repeat_p(a: Figure, b: Figure, metric: Metric) -> float | None:
+    """The raw p of the repeats test for a pair, or None when the pair has too few repeats to be tested."""
+    if a.n < S.MIN_REPEATS or b.n < S.MIN_REPEATS:
+        return None
+    return S.compare_repeats(a.values, b.values, lower_is_better=metric.better != "higher").p_value
+
+
+def judge(a: Figure, b: Figure, metric: Metric, noise: S.NoiseBand | None = None, *,
+          p_adjusted: float | None = None, family: int = 1) -> Judgement:
+    """Is a better than b, b better than a, or is the difference not shown by what was measured?
+
+    p_adjusted is the pair's Holm-adjusted p when it is one of `family` pairs of the metric judged together
+    (rank() and compare pass it); without it the pair's own p is used.
+    """
     lower = metric.better != "higher"
+    if a.n >= 2 or b.n >= 2:
+        return _judge_repeats(a, b, lower, p_adjusted, family)
+    return _judge_single(a, b, metric, lower, noise)
+
+
+def _judge_repeats(a: Figure, b: Figure, lower: bool, p_adjusted: float | None, family: int) -> Judgement:
+    c = S.compare_repeats(a.values, b.values, lower_is_better=lower)
+    spread = f"{_spread(a)} vs {_spread(b)}"
+    if not c.enough:
+        return Judgement(NOT_ENOUGH, f"{a.n} vs {b.n} repeats ({spread}): a test at 95% needs {S.MIN_REPEATS} or "
+                                     f"more on each side (--repeat {S.MIN_REPEATS})", c.rel_diff)
+    p = c.p_value if p_adjusted is None else p_adjusted
+    test = "exact Mann-Whitney" + (f", Holm-adjusted over {family} pairs" if family > 1 else "")
+    if c.better is None or p is None:
+        return Judgement("tie", f"equal medians ({spread})", c.rel_diff, p)
+    if p >= S.ALPHA:
+        return Judgement("tie", f"{apart(c.rel_diff)}, but p = {p:.3f} ({test}) is not below {S.ALPHA:g}: not "
+                                f"shown to differ ({spread})", c.rel_diff, p)
+    if not c.practical:
+        return Judgement("tie", f"p = {p:.3f} ({test}), but {apart(c.rel_diff)} is under the "
+                                f"{S.MIN_PRACTICAL:.0%} minimum practical difference ({spread})", c.rel_diff, p)
+    return Judgement(c.better or "tie", f"{apart(c.rel_diff)}, p = {p:.3f} ({test}) ({spread})", c.rel_diff, p)
+
+
+def _judge_single(a: Figure, b: Figure, metric: Metric, lower: bool, noise: S.NoiseBand | None) -> Judgement:
     am, bm = a.mid, b.mid
-    best, worst = (am, bm) if (am <= bm) == lower else (bm, am)
-    rel = (abs(worst - best) / abs(best)) if best != 0 else (math.inf if worst != best else 0.0)
-    winner = "a" if ((am < bm) if lower else (am > bm)) else "b"
     if am == bm:
-        return Judgement("tie", "equal", 0.0)
-    if a.has_spread or b.has_spread:
-        overlap = a.lo <= b.hi and b.lo <= a.hi
-        spread = f"{_fmt(a.lo)}..{_fmt(a.hi)} vs {_fmt(b.lo)}..{_fmt(b.hi)}"
-        if overlap:
-            return Judgement("tie", f"inside the repeat spread ({spread})", rel)
-        if a.has_spread and b.has_spread:
-            return Judgement(winner, f"the repeat ranges do not overlap ({spread})", rel)
-        # one side ran once: its value has no spread of its own, so the noise band applies as well
-        if rel <= band:
-            return Judgement("tie", f"outside the other's spread but within the ±{band:.0%} noise band", rel)
-        return Judgement(winner, f"outside the spread ({spread}) and beyond the ±{band:.0%} noise band", rel)
-    if rel <= band:
-        return Judgement("tie", f"{apart(rel)}: within the ±{band:.0%} noise band (single run, no spread measured)",
-                         rel)
+        return Judgement("tie", "equal (single run)", 0.0)
+    best, worst = (am, bm) if (am < bm) == lower else (bm, am)
+    rel = (abs(worst - best) / abs(best)) if best != 0 else math.inf
+    winner = "a" if ((am < bm) if lower else (am > bm)) else "b"
+    if metric.exact:
+        return Judgement(winner, f"counted against ground truth: {_fmt(am)} vs {_fmt(bm)} (single run)", rel)
+    if noise is None:
+        return Judgement("tie", f"{apart(rel)}; single run: {S.NO_NOISE_BAND}", rel)
+    band = noise.band(metric.key)
+    if band is None:
+        return Judgement("tie", f"{apart(rel)}; single run: the measured noise band has no figure for this metric "
+                                "(its repeats' median was 0)", rel)
+    need = max(band, S.MIN_PRACTICAL)
+    if rel <= need:
+        return Judgement("tie", f"{apart(rel)}: within the measured ±{band:.0%} noise band"
+                                + (f" and the {S.MIN_PRACTICAL:.0%} minimum" if band < S.MIN_PRACTICAL else "")
+                                + " (single run)", rel)
     if metric.percentile:
         if a.ci is not None and b.ci is not None:
             if a.ci[0] <= b.ci[1] and b.ci[0] <= a.ci[1]:
-                return Judgement("tie", f"{apart(rel)}, but the 95% intervals of the {metric.percentile} overlap "
-                                        f"({_fmt(a.ci[0])}..{_fmt(a.ci[1])} vs {_fmt(b.ci[0])}..{_fmt(b.ci[1])} ms)",
-                                 rel)
-            return Judgement(winner, f"{apart(rel)}, beyond the ±{band:.0%} noise band and the 95% intervals of "
-                                     f"the {metric.percentile}", rel)
+                return Judgement("tie", f"{apart(rel)}, beyond the measured ±{band:.0%} noise band, but the 95% "
+                                        f"intervals of the {metric.percentile} over window closes overlap "
+                                        f"({_fmt(a.ci[0])}..{_fmt(a.ci[1])} vs {_fmt(b.ci[0])}..{_fmt(b.ci[1])} ms; "
+                                        f"single run)", rel)
+            return Judgement(winner, f"{apart(rel)}, beyond the measured ±{band:.0%} noise band and the 95% "
+                                     f"intervals of the {metric.percentile} over window closes (single run)", rel)
         if a.unreliable or b.unreliable:
             return Judgement("tie", f"{apart(rel)}, but the {metric.percentile} is from too few samples "
-                                    "(flagged unreliable) and no raw samples were found to bound it", rel)
-    return Judgement(winner, f"{apart(rel)}: beyond the ±{band:.0%} noise band (single run)", rel)
+                                    "(flagged unreliable) and no raw samples were found to bound it (single run)", rel)
+    return Judgement(winner, f"{apart(rel)}: beyond the measured ±{band:.0%} noise band (single run)", rel)
 
 
 @dataclass
@@ -226,7 +274,7 @@ class Ranking:
 
     metric: Metric
     figures: dict[str, Figure]
-    best: list[str] = field(default_factory=list)               # the best, plus engines tied with it
+    best: list[str] = field(default_factory=list)               # the best, plus engines not shown to be behind it
     others: dict[str, Judgement] = field(default_factory=dict)  # engine -> judgement against the best
 
     @property
@@ -234,18 +282,32 @@ class Ranking:
         return self.best[0] if len(self.best) == 1 and len(self.figures) > 1 else None
 
 
-def rank(figures: dict[str, Figure], metric: Metric, band: float = NOISE_BAND) -> Ranking:
+def holm_family(figures: dict[str, Figure], metric: Metric) -> dict[frozenset[str], float]:
+    """Holm-adjusted p of every testable pair of engines of one metric (all pairs, not only those with the best:
+    the correction must count every comparison a reader could draw from the table)."""
+    pairs, raw = [], []
+    for x, y in itertools.combinations(figures, 2):
+        p = repeat_p(figures[x], figures[y], metric)
+        if p is not None:
+            pairs.append(frozenset((x, y)))
+            raw.append(p)
+    return dict(zip(pairs, (float(v) for v in S.holm(raw))))
+
+
+def rank(figures: dict[str, Figure], metric: Metric, noise: S.NoiseBand | None = None) -> Ranking:
     rk = Ranking(metric, figures)
     if not figures or metric.better is None:
         return rk
     lower = metric.better != "higher"
     order = sorted(figures, key=lambda e: figures[e].mid if lower else -figures[e].mid)
+    adjusted = holm_family(figures, metric)
     top = order[0]
     rk.best = [top]
     for e in order[1:]:
-        j = judge(figures[top], figures[e], metric, band)
+        j = judge(figures[top], figures[e], metric, noise, p_adjusted=adjusted.get(frozenset((top, e))),
+                  family=len(adjusted))
         rk.others[e] = j
-        if j.verdict == "tie":
+        if not j.called:
             rk.best.append(e)
     return rk
 

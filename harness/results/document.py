@@ -223,6 +223,15 @@ class ClockReading(Section):
     uncertainty_ms: float = Field(description="half the round trip of the best of the readings")
 
 
+class CpuIdleBefore(Section):
+    """How idle the CPUs were just before the engine started (harness/metrics/cpu_idle.py)."""
+
+    enabled: bool = Field(description="false: the wait was turned off (HARNESS_IDLE_WAIT=0, as in the tests)")
+    idle: Optional[float] = Field(None, description="share of CPU time idle over the last 2 s window")
+    waited_s: float = 0.0
+    reached: bool = Field(False, description="idle reached the 90% wanted within 15 s")
+
+
 class Timing(Section):
     """How this run's sink times were read and put on the harness's clock."""
 
@@ -314,6 +323,7 @@ class EngineResult(Section):
     keeping_up: Optional[KeepingUp] = None
     generator: Optional[GeneratorCheck] = None
     timing: Optional[Timing] = None
+    cpu_idle_before: Optional[CpuIdleBefore] = None
     time_to_first_result_s: Optional[float] = None
     timeseries: list[Sample] = Field(default_factory=list)
     resources: Optional[Resources] = None

@@ -21,7 +21,8 @@ from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
-from harness.results.document import Capabilities, EngineResult, EngineStatus, Resources, Sample, Timing
+from harness.metrics import cpu_idle
+from harness.results.document import Capabilities, CpuIdleBefore, EngineResult, EngineStatus, Resources, Sample, Timing
 from harness.storage import clock
 from harness.storage.results import ResultFile, utc_now
 
@@ -60,6 +61,12 @@ class EngineRun:
         self.load.prepare()
 
     def start_engine(self) -> None:
+        idle = cpu_idle.wait_for_idle()
+        self.entry.cpu_idle_before = CpuIdleBefore(enabled=idle.enabled, idle=None if idle.idle is None else
+                                                   round(idle.idle, 3), waited_s=idle.waited_s, reached=idle.reached)
+        if idle.enabled and not idle.reached:
+            self.hooks.message(f"{self.name}: the CPUs were only {idle.idle or 0:.0%} idle after {idle.waited_s:g} s "
+                               "of waiting; starting anyway (recorded)")
         self.entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS,
                                    clock_before=clock.checked_offset(self.load.dsn, self.name))
         self.started_ms = now_ms()

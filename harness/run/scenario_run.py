@@ -48,7 +48,9 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
                 run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,
                          repeat=0, results=results, hooks=hooks)
             for repeat in range(opts.repeat):
-                for p in planned:
+                # rotated per repeat, so that no engine always runs first on a cold machine or last on a warm one
+                shift = repeat % len(planned) if planned else 0
+                for p in planned[shift:] + planned[:shift]:
                     EngineRun(p, scenario, svc.bootstrap, svc.dsn, run_id=run_id, repeat=repeat, results=results,
                               hooks=hooks).run()
         failed = [e for e in results.doc.engines if e.status in ("failed", "timeout")]
