@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
+from harness.metrics import cgroups
 from harness.engines.protocol import EngineContext
 from harness.scenario import Window
 from harness.stack import processes
@@ -65,7 +66,9 @@ class JobProcess:
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen([*cmd, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=cwd or paths.PROJECT_ROOT, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=cgroups.preexec_active())
+        cgroups.adopt_active(self.proc.pid)
         self._stopped = False
         self._created = processes.register(self.proc.pid, self.what, run_id=run_id,
                                            load_id=load_id or config.get("load_id"), work_dir=str(work_dir))

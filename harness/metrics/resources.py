@@ -28,6 +28,23 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
+def service_cpu_seconds(pid: int) -> float | None:
+    """CPU a service has used so far: the process, the children it has reaped (PostgreSQL's ended backends)
+    and its live children. None once it is gone."""
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                c = p.cpu_times()
+                total += c.user + c.system + c.children_user + c.children_system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return round(total, 3)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 @dataclass
 class _Watched:
     proc: psutil.Process

@@ -62,11 +62,30 @@ def lag(rows: Rows) -> dict[str, Any]:
     return {"max_records": max(lags) if lags else None, "final_records": lags[-1] if lags else None}
 
 
-def cpu_during_load(rows: Rows, time_base_ms: int, end_ms: int, events_sent: int) -> dict[str, Any]:
-    """CPU seconds the engine's processes used between the time base and end_ms, and per million events."""
-    cpu_a, cpu_b = value_at(rows, "cpu_s", time_base_ms), value_at(rows, "cpu_s", end_ms)
-    load_cpu = (cpu_b - cpu_a) if cpu_a is not None and cpu_b is not None else None
+def _used(rows: Rows, col: str, a_ms: int, b_ms: int) -> float | None:
+    a, b = value_at(rows, col, a_ms), value_at(rows, col, b_ms)
+    return round(b - a, 3) if a is not None and b is not None else None
+
+
+def _per_million(cpu: float | None, events: int) -> float | None:
+    return round(cpu / (events / 1e6), 2) if cpu is not None and events else None
+
+
+def cpu_during_load(rows: Rows, time_base_ms: int, end_ms: int, events_sent: int, *,
+                    method: str = "sampled") -> dict[str, Any]:
+    """CPU seconds between the time base and end_ms (when the answer settled, so an interval engine's work
+    after the last send counts), per million events: the engine's from its cgroup where it has one (method),
+    else from sampling its processes; the broker's and PostgreSQL's beside it (embedded services only)."""
+    sampled = _used(rows, "cpu_s", time_base_ms, end_ms)
+    exact = _used(rows, "cgroup_cpu_s", time_base_ms, end_ms) if method != "sampled" else None
+    cpu = exact if exact is not None else sampled
+    broker, pg = _used(rows, "broker_cpu_s", time_base_ms, end_ms), _used(rows, "postgres_cpu_s", time_base_ms, end_ms)
     return {
-        "cpu_seconds": round(load_cpu, 3) if load_cpu is not None else None,
-        "cpu_seconds_per_million_events": round(load_cpu / (events_sent / 1e6), 2) if load_cpu and events_sent else None,
+        "cpu_seconds": cpu,
+        "cpu_seconds_per_million_events": _per_million(cpu, events_sent),
+        "method": method if exact is not None else "sampled",
+        "until_ms_after_time_base": end_ms - time_base_ms,
+        "sampled_cpu_seconds": sampled,
+        "broker_cpu_seconds": broker, "broker_cpu_seconds_per_million_events": _per_million(broker, events_sent),
+        "postgres_cpu_seconds": pg, "postgres_cpu_seconds_per_million_events": _per_million(pg, events_sent),
     }

@@ -228,6 +228,25 @@ def headline(run: RunData) -> Table:
         res = r.entry.resources
         return f"{fmt(num(res.peak_rss_mb), 'MB')} / {fmt(num(res.peak_hwm_sum_mb), 'MB')}" if res else None
 
+    def cgroup_memory(r: EngineRun) -> str | None:
+        res = r.entry.resources
+        return None if res is None or res.cgroup_memory_max_mb is None else fmt(num(res.cgroup_memory_max_mb), "MB")
+
+    def services_cpu(r: EngineRun) -> str | None:
+        c = r.entry.cpu_during_load
+        if c is None or (c.broker_cpu_seconds is None and c.postgres_cpu_seconds is None):
+            return None
+        return (f"{fmt(num(c.broker_cpu_seconds_per_million_events), '', 1)} / "
+                f"{fmt(num(c.postgres_cpu_seconds_per_million_events), '', 1)} CPU s")
+
+    def cpu_method(r: EngineRun) -> str | None:
+        c, res = r.entry.cpu_during_load, r.entry.resources
+        if c is None:
+            return None
+        until = "" if c.until_ms_after_time_base is None else f", until {c.until_ms_after_time_base / 1000:.1f} s after the time base"
+        why = f" ({res.cgroup_note})" if res is not None and res.cgroup_note else ""
+        return f"{c.method}{until}{why}"
+
     def malformed_differs(r: EngineRun) -> bool:
         m = r.entry.malformed
         return m is not None and num(m.counted_by_engine) != num(m.sent)
@@ -264,9 +283,16 @@ def headline(run: RunData) -> Table:
     row("CPU per million events, during load", lambda rs: number_cell(
         rs, lambda r: r.entry.cpu_during_load.cpu_seconds_per_million_events if r.entry.cpu_during_load else None,
         "CPU s", 1))
+    row("CPU measured by", lambda rs: text_cell(rs, cpu_method),
+        "cgroup: the kernel's count for the engine run's own control group, children included; sampled: its "
+        "process tree every 0.5 s. The interval ends when the answer settled (the last sink change)")
+    row("Broker / PostgreSQL CPU per million events, same interval", lambda rs: text_cell(rs, services_cpu),
+        "the embedded services' CPU while this engine ran (PostgreSQL's includes the harness's monitoring queries)")
     row("CPU total, start-up included", lambda rs: number_cell(
         rs, lambda r: r.entry.resources.cpu_seconds if r.entry.resources else None, "CPU s", 1, extra=per_m))
     row("Peak memory (RSS sum / high-water sum)", lambda rs: text_cell(rs, memory))
+    row("Peak memory of the cgroup", lambda rs: text_cell(rs, cgroup_memory),
+        "the control group's maximum usage: includes page cache, so it is above the RSS figures")
     row("Max lag (records)", lambda rs: number_cell(rs, lambda r: r.entry.lag.max_records if r.entry.lag else None))
     row("Time to first result", lambda rs: number_cell(rs, lambda r: r.entry.time_to_first_result_s, "s", 1))
     row("Start to running", lambda rs: number_cell(rs, lambda r: r.entry.start_to_running_s, "s", 1))

@@ -262,10 +262,21 @@ class Lag(Section):
 
 
 class CpuDuringLoad(Section):
-    """From the time base to the last send: start-up excluded (Resources includes it)."""
+    """From the time base until the answer settled (the last change to the sink): start-up excluded
+    (Resources includes it)."""
 
     cpu_seconds: Optional[float] = None
     cpu_seconds_per_million_events: Optional[float] = None
+    method: Literal["cgroup v1", "cgroup v2", "sampled"] = Field(
+        "sampled", description="where the engine's CPU comes from: its own cgroup (exact, children included), or "
+        "sampling its process tree every 0.5 s")
+    until_ms_after_time_base: Optional[int] = Field(None, description="where the interval ends: the last sink change")
+    sampled_cpu_seconds: Optional[float] = Field(None, description="the sampled figure, beside a cgroup's")
+    broker_cpu_seconds: Optional[float] = Field(None, description="the embedded broker's CPU in the same interval")
+    broker_cpu_seconds_per_million_events: Optional[float] = None
+    postgres_cpu_seconds: Optional[float] = Field(None, description="the embedded PostgreSQL's CPU (server and its "
+                                                  "backends, the harness's monitoring queries included)")
+    postgres_cpu_seconds_per_million_events: Optional[float] = None
 
 
 class Resources(Section):
@@ -276,6 +287,10 @@ class Resources(Section):
     peak_rss_mb: float
     peak_hwm_sum_mb: float
     processes_seen: int
+    cpu_method: Literal["cgroup v1", "cgroup v2", "sampled"] = "sampled"
+    cgroup_cpu_seconds: Optional[float] = Field(None, description="the engine run's cgroup, start-up included")
+    cgroup_memory_max_mb: Optional[float] = Field(None, description="the cgroup's maximum usage: includes page cache")
+    cgroup_note: Optional[str] = Field(None, description="why no cgroup was used, where none was")
 
 
 class Sample(Section):
@@ -290,6 +305,9 @@ class Sample(Section):
     rows_out: int
     cpu_s: float
     rss_mb: float
+    cgroup_cpu_s: Optional[float] = None
+    broker_cpu_s: Optional[float] = None
+    postgres_cpu_s: Optional[float] = None
 
 
 class EngineResult(Section):

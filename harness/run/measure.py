@@ -26,7 +26,7 @@ from harness.storage.results import ResultFile
 
 def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, load_id: str, time_base_ms: int,
             started_ms: int, truth: groundtruth.GroundTruth, stats: SendStats, rows: list[dict[str, Any]],
-            results: ResultFile) -> None:
+            results: ResultFile, answer_ms: int | None = None, cpu_method: str = "sampled") -> None:
     """Fill in the entry's measured sections."""
     with psycopg.connect(dsn) as conn:
         log = sink_tables.read_log(conn, load_id)
@@ -46,7 +46,9 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     log.to_csv(raw / "sink_log.csv", index=False)
     final.to_csv(raw / "sink_final.csv", index=False)
     a, b = flow.rate_interval(time_base_ms, scenario.warmup, stats.last_handoff_ms)
-    entry.cpu_during_load = CpuDuringLoad.model_validate(flow.cpu_during_load(rows, time_base_ms, b, stats.sent))
+    until = max(b, answer_ms) if answer_ms is not None else b   # an interval engine works after the last send
+    entry.cpu_during_load = CpuDuringLoad.model_validate(
+        flow.cpu_during_load(rows, time_base_ms, until, stats.sent, method=cpu_method))
     entry.windows = WindowSummary.model_validate(rep.summary)
     entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted)
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))

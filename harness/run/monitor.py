@@ -10,17 +10,20 @@ import psycopg
 
 from harness.engines.protocol import Engine, EngineContext
 from harness.loadgen.process import GeneratorProcess
-from harness.metrics.resources import ResourceSampler
+from harness.metrics.cgroups import EngineGroup
+from harness.metrics.resources import ResourceSampler, service_cpu_seconds
 from harness.stack.probes import kafka_conf
 from harness.storage import sink_tables
 from harness.storage.completion import CompletionCheck
 
 
 class Monitor:
-    def __init__(self, engine: Engine[Any], ctx: EngineContext[Any], gen: GeneratorProcess) -> None:
+    def __init__(self, engine: Engine[Any], ctx: EngineContext[Any], gen: GeneratorProcess, *,
+                 group: EngineGroup | None = None, service_pids: dict[str, int] | None = None) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         self.engine, self.ctx, self.gen = engine, ctx, gen
+        self.group, self.service_pids = group, service_pids or {}
         self.t0 = time.monotonic()
         self.resources = ResourceSampler()
         self.rows: list[dict[str, Any]] = []
@@ -47,6 +50,10 @@ class Monitor:
             "rows_out": sink_tables.log_rows_since(self._conn, self.ctx.load_id),
             "cpu_s": round(self.resources.cpu_seconds, 3),
             "rss_mb": self.resources.series[-1]["rss_mb"] if self.resources.series else 0,
+            "cgroup_cpu_s": self.group.cpu_seconds() if self.group is not None else None,
+            "broker_cpu_s": service_cpu_seconds(self.service_pids["kafka"]) if "kafka" in self.service_pids else None,
+            "postgres_cpu_s": (service_cpu_seconds(self.service_pids["postgres"])
+                               if "postgres" in self.service_pids else None),
         }
         self.rows.append(row)
         return row

@@ -21,7 +21,7 @@ from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
-from harness.metrics import cpu_idle
+from harness.metrics import cgroups, cpu_idle
 from harness.results.document import Capabilities, CpuIdleBefore, EngineResult, EngineStatus, Resources, Sample, Timing
 from harness.storage import clock
 from harness.storage.results import ResultFile, utc_now
@@ -40,8 +40,12 @@ def now_ms() -> int:
 
 class EngineRun:
     def __init__(self, planned: PlannedEngine, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str,
-                 repeat: int, results: ResultFile, hooks: RunHooks) -> None:
+                 repeat: int, results: ResultFile, hooks: RunHooks, service_pids: dict[str, int] | None = None) -> None:
         self.planned, self.scenario, self.results, self.hooks = planned, scenario, results, hooks
+        self.service_pids = service_pids or {}
+        self.group: cgroups.EngineGroup | None = None
+        self.group_note: str | None = None
+        self.answer_ms: int | None = None   # when the sink last changed: where CPU during the load ends
         self.name = planned.name
         self.load_id = f"{run_id}.{self.name}.{repeat}"
         self.engine: Engine[Any] = planned.cls()
@@ -69,6 +73,9 @@ class EngineRun:
                                "of waiting; starting anyway (recorded)")
         self.entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS,
                                    clock_before=clock.checked_offset(self.load.dsn, self.name))
+        self.group, why = cgroups.EngineGroup.create(self.load_id)
+        self.group_note = None if self.group is not None else f"CPU sampled: {why}"
+        cgroups.activate(self.group)
         self.started_ms = now_ms()
         self.hooks.message(f"{self.name}: starting ({self.engine.description})")
         self.engine.start(self.ctx)
@@ -79,7 +86,7 @@ class EngineRun:
 
     def run_load(self) -> int:
         assert self.load.gen is not None
-        self.monitor = Monitor(self.engine, self.ctx, self.load.gen)
+        self.monitor = Monitor(self.engine, self.ctx, self.load.gen, group=self.group, service_pids=self.service_pids)
         return self.load.begin(heartbeat_until_ms=FOREVER_MS)
 
     def wait(self, plan: Plan) -> tuple[str, int, int]:
@@ -97,6 +104,7 @@ class EngineRun:
             row = self.monitor.sample()
             if row["rows_out"] != last_rows:
                 last_rows, changed_ms = row["rows_out"], row["wall_ms"]
+            self.answer_ms = changed_ms
             self.load.raise_if_failed()
             if not self.engine.alive():
                 self.entry.error = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
@@ -140,7 +148,8 @@ class EngineRun:
         self.results.add_load(self.load.entry())
         measure(self.entry, plan=plan, scenario=self.scenario, dsn=self.load.dsn, load_id=self.load_id,
                                   time_base_ms=tb, started_ms=self.started_ms, truth=truth, stats=stats,
-                rows=self.monitor.rows, results=self.results)
+                rows=self.monitor.rows, results=self.results, answer_ms=self.answer_ms,
+                cpu_method=self.group.method if self.group is not None else "sampled")
         self.entry.status = status
 
     def read_clock_after(self) -> None:
@@ -154,13 +163,25 @@ class EngineRun:
 
     def stop(self) -> None:
         self.load.stop(join_s=0)
-        self.engine.stop()
+        try:
+            self.engine.stop()
+        finally:
+            cgroups.activate(None)
         self.load.stop()
         if self.monitor is not None:
             self.entry.timeseries = [Sample.model_validate(r) for r in self.monitor.rows]
             stats = self.load.stats
-            self.entry.resources = Resources.model_validate(self.monitor.resources.summary(stats.sent if stats else 0))
+            res = Resources.model_validate(self.monitor.resources.summary(stats.sent if stats else 0))
+            if self.group is not None:
+                res.cpu_method = self.group.method  # type: ignore[assignment]
+                cpu, mem = self.group.cpu_seconds(), self.group.memory_max_bytes()
+                res.cgroup_cpu_seconds = None if cpu is None else round(cpu, 3)
+                res.cgroup_memory_max_mb = None if mem is None else round(mem / 2**20, 1)
+            res.cgroup_note = self.group_note
+            self.entry.resources = res
             self.monitor.close()
+        if self.group is not None:
+            self.group.close()
         self.entry.finished_at = utc_now()
         self.results.save()
 

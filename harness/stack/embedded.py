@@ -78,6 +78,16 @@ class EmbeddedStack:
                 out.append(pid)
         return out
 
+    def service_pids(self, only: list[str]) -> dict[str, int]:
+        """The main process of each running embedded service named in only (for PostgreSQL, the postmaster:
+        its backends are its children)."""
+        out: dict[str, int] = {}
+        for name, svc in (("kafka", self.state.kafka), ("postgres", self.state.postgres)):
+            pid = svc.get("pid")
+            if name in only and isinstance(pid, int) and processes.alive(pid):
+                out[name] = pid
+        return out
+
     # -- up ------------------------------------------------------------------------------------------
     def up(self, *, kafka: bool = True, postgres: bool = True, kafka_port: int | None = None,
            postgres_port: int | None = None, progress: Progress = _silent) -> dict[str, float]:

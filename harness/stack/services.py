@@ -21,6 +21,7 @@ class Services:
     external: list[str] = field(default_factory=list)  # "kafka" and/or "postgres" given from outside
     started_here: list[str] = field(default_factory=list)  # embedded services this command started
     owned_pids: list[int] = field(default_factory=list)  # processes of the embedded stack
+    service_pids: dict[str, int] = field(default_factory=dict)  # "kafka"/"postgres" -> embedded service's main pid
 
 
 def choose(option: str | None, env: str, scenario_value: str | None) -> str | None:
@@ -53,6 +54,9 @@ def services(bootstrap: str | None = None, dsn: str | None = None, *, scenario_b
             external=[n for n, v in (("kafka", ext_bootstrap), ("postgres", ext_dsn)) if v],
             started_here=started,
             owned_pids=stack.pids(),
+            service_pids=stack.service_pids(only=[n for n in ("kafka", "postgres")
+                                                  if n not in ((["kafka"] if ext_bootstrap else [])
+                                                               + (["postgres"] if ext_dsn else []))]),
         )
     finally:
         if started:
