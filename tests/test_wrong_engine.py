@@ -25,6 +25,7 @@ import yaml
 
 from conftest import ROOT, Svc, run_cli, scenario_dict
 from harness import results
+from harness.metrics import cgroups
 from harness.metrics import windows as window_metrics
 from harness.metrics.stats import percentiles
 from harness.storage import sink_tables
@@ -306,3 +307,28 @@ def test_sink_time_is_commit_time(misbehaving_run: tuple[Path, str]) -> None:
     sleepy = by["sleepy"].windows
     assert sleepy is not None and sleepy.window_close_ms.p50 is not None
     assert abs(sleepy.window_close_ms.p50 - sleepy_commit) < 1
+
+
+def test_cpu_per_engine_run_is_exact_where_cgroups_exist(misbehaving_run: tuple[Path, str]) -> None:
+    run_dir, _ = misbehaving_run
+    doc = results.load(run_dir)
+    probe, why = cgroups.EngineGroup.create("test-probe")
+    if probe is not None:
+        probe.close()
+    for e in doc.engines:
+        cpu, res = e.cpu_during_load, e.resources
+        assert cpu is not None and res is not None, e.engine
+        assert e.cpu_idle_before is not None and not e.cpu_idle_before.enabled     # the tests turn the wait off
+        if probe is None:
+            assert cpu.method == res.cpu_method == "sampled" and res.cgroup_note and why in res.cgroup_note
+            continue
+        assert cpu.method == res.cpu_method == "cgroup v1" or cpu.method == res.cpu_method == "cgroup v2", e.engine
+        assert res.cgroup_cpu_seconds is not None and res.cgroup_cpu_seconds > 0 and res.cgroup_note is None
+        assert res.cgroup_memory_max_mb is not None and res.cgroup_memory_max_mb > 0
+        assert cpu.cpu_seconds is not None and 0 < cpu.cpu_seconds <= res.cgroup_cpu_seconds
+        # the interval ends when the answer settled: after the last send for every engine here
+        assert cpu.until_ms_after_time_base is not None and cpu.until_ms_after_time_base > 0
+        assert cpu.broker_cpu_seconds is not None and cpu.broker_cpu_seconds > 0
+        assert cpu.postgres_cpu_seconds is not None and cpu.postgres_cpu_seconds > 0
+    leftovers = [p for p in cgroups.ROOT.glob(f"*/**/{cgroups.SUBTREE}/*") if p.is_dir() and doc.run_id in p.name]
+    assert not leftovers, leftovers    # every engine run's group is removed when it stops

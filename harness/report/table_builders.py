@@ -292,7 +292,8 @@ def headline(run: RunData) -> Table:
         rs, lambda r: r.entry.resources.cpu_seconds if r.entry.resources else None, "CPU s", 1, extra=per_m))
     row("Peak memory (RSS sum / high-water sum)", lambda rs: text_cell(rs, memory))
     row("Peak memory of the cgroup", lambda rs: text_cell(rs, cgroup_memory),
-        "the control group's maximum usage: includes page cache, so it is above the RSS figures")
+        "the control group's maximum usage: includes page cache the engine's processes brought in, but not pages "
+        "first charged elsewhere (shared libraries already cached), so it can sit below the RSS sum")
     row("Max lag (records)", lambda rs: number_cell(rs, lambda r: r.entry.lag.max_records if r.entry.lag else None))
     row("Time to first result", lambda rs: number_cell(rs, lambda r: r.entry.time_to_first_result_s, "s", 1))
     row("Start to running", lambda rs: number_cell(rs, lambda r: r.entry.start_to_running_s, "s", 1))
