@@ -92,7 +92,7 @@ class KafkaBroker:
         self._write_config()
         if self.formatted:
             return True
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         out = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_file), heap="256m"),
             capture_output=True, text=True, timeout=120,
@@ -108,3 +108,12 @@ class KafkaBroker:
 
     def marker(self) -> str:
         return str(self.config_file)
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka's own Uuid.randomUuid makes it: base64url of 16 bytes, never starting with
+    "-" (the storage tool's argument parser would take such an id for an option: 1 format in 64 failed)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
