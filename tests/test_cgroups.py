@@ -52,3 +52,16 @@ def test_fallback_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_own_paths_reads_v1_and_v2_lines() -> None:
     own = cgroups._own_paths("4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu,cpuacct:/x\n0::/user.slice\n")
     assert own["memory"] == "/process_api/abc" and own["cpu"] == "/x" and own[""] == "/user.slice"
+
+
+def test_a_group_left_by_a_killed_harness_is_removed_next_time() -> None:
+    left, why = cgroups.EngineGroup.create(f"test-left-{os.getpid()}")
+    if left is None:
+        pytest.skip(f"no cgroup here: {why}")
+    assert left.cpu_dir.exists()          # never closed, as when the harness is SIGKILLed
+    fresh, _ = cgroups.EngineGroup.create(f"test-fresh-{os.getpid()}")
+    assert fresh is not None
+    try:
+        assert not left.cpu_dir.exists() and fresh.cpu_dir.exists()
+    finally:
+        fresh.close()

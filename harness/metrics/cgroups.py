@@ -39,6 +39,21 @@ def _own_paths(proc_cgroup: str) -> dict[str, str]:
     return out
 
 
+def _remove_empty(subtree: Path) -> None:
+    """Remove groups a killed harness left behind. rmdir refuses a group that still holds a process, so a
+    running engine's group stays."""
+    try:
+        stale = [d for d in subtree.iterdir() if d.is_dir()]
+    except OSError:
+        return
+    for d in stale:
+        try:
+            if not (d / "cgroup.procs").read_text().split():
+                d.rmdir()
+        except OSError:
+            pass
+
+
 def _v1_dir(controller: str, own: dict[str, str]) -> Path | None:
     if controller not in own:
         return None
@@ -71,6 +86,9 @@ class EngineGroup:
         cpu = _v1_dir("cpuacct", own)
         if cpu is not None:
             mem = _v1_dir("memory", own)
+            _remove_empty(cpu / SUBTREE)
+            if mem is not None:
+                _remove_empty(mem / SUBTREE)
             try:
                 cpu_dir = cpu / SUBTREE / safe
                 cpu_dir.mkdir(parents=True, exist_ok=True)
