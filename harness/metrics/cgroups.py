@@ -10,15 +10,16 @@ moved out of the group the harness runs in. cgroup v1 uses `cpuacct` (cpuacct.us
 usage_usec, memory.peak). Where neither can be created (no root, no delegation, no cgroupfs), create() returns
 None with the reason, and the run falls back to sampling, recording which method was used.
 
-Engines start their processes through harness.engines.launcher.JobProcess, which calls adopt_active() right
-after the process starts; the run activates its group around the engine's life.
+Engines start their processes through harness.engines.launcher.JobProcess, whose children join the active
+group between fork and exec (preexec_active), with adopt_active() after the start as a second chance; the run
+activates its group around the engine's life.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -71,7 +72,11 @@ class EngineGroup:
     method: str                          # "cgroup v1" | "cgroup v2"
     cpu_dir: Path
     memory_dir: Path | None
-    adopted: list[int] = field(default_factory=list)
+
+    @property
+    def dirs(self) -> list[Path]:
+        """Every folder a process must be written into (one in v2, where cpu and memory share it)."""
+        return [self.cpu_dir, *([self.memory_dir] if self.memory_dir and self.memory_dir != self.cpu_dir else [])]
 
     @classmethod
     def create(cls, name: str) -> tuple["EngineGroup | None", str]:
@@ -117,14 +122,12 @@ class EngineGroup:
     def adopt(self, pid: int) -> bool:
         """Move pid into the group; what it starts from now on is charged here too."""
         ok = False
-        for d in {self.cpu_dir, *( [self.memory_dir] if self.memory_dir else [])}:
+        for d in self.dirs:
             try:
                 (d / "cgroup.procs").write_text(str(pid))
                 ok = True
             except OSError:
                 pass
-        if ok:
-            self.adopted.append(pid)
         return ok
 
     def cpu_seconds(self) -> float | None:
@@ -156,7 +159,7 @@ class EngineGroup:
     def close(self) -> None:
         """Remove the group. Processes still in it (there should be none once the engine stopped) go back to
         the group the harness runs in, the parent of the subtree."""
-        for d in {self.cpu_dir, *([self.memory_dir] if self.memory_dir else [])}:
+        for d in self.dirs:
             parent = d.parent.parent
             for _ in range(3):
                 try:
@@ -193,7 +196,7 @@ def preexec_active() -> Callable[[], None] | None:
     group = _active
     if group is None:
         return None
-    dirs = [group.cpu_dir, *([group.memory_dir] if group.memory_dir and group.memory_dir != group.cpu_dir else [])]
+    dirs = group.dirs
 
     def join() -> None:
         for d in dirs:

@@ -47,16 +47,15 @@ def services(bootstrap: str | None = None, dsn: str | None = None, *, scenario_b
     if started:
         progress(f"embedded stack not running: starting {' and '.join(started)} for this command")
         stack.up(kafka=need_kafka, postgres=need_pg, progress=progress)
+    external = [n for n, v in (("kafka", ext_bootstrap), ("postgres", ext_dsn)) if v]
     try:
         yield Services(
             bootstrap=ext_bootstrap or str(stack.bootstrap),
             dsn=ext_dsn or str(stack.dsn),
-            external=[n for n, v in (("kafka", ext_bootstrap), ("postgres", ext_dsn)) if v],
+            external=external,
             started_here=started,
             owned_pids=stack.pids(),
-            service_pids=stack.service_pids(only=[n for n in ("kafka", "postgres")
-                                                  if n not in ((["kafka"] if ext_bootstrap else [])
-                                                               + (["postgres"] if ext_dsn else []))]),
+            service_pids=stack.service_pids(only=[n for n in ("kafka", "postgres") if n not in external]),
         )
     finally:
         if started:
