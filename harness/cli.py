@@ -526,8 +526,11 @@ def bench_completion(
 @user_errors
 def bench_noise(
     scenario: Path = typer.Argument(Path("scenarios/quick.yaml"), help="Scenario to repeat."),
-    engine: str = typer.Option("baseline", help="The engine whose repeat-to-repeat spread is measured."),
+    engine: str = typer.Option("baseline", help="The engine whose repeat-to-repeat spread is measured (all: every engine of --from-run)."),
     repeat: int = typer.Option(5, min=2, help="Repeats (5 or more: fewer give a band that is itself noise)."),
+    from_run: Optional[Path] = typer.Option(None, "--from-run", help="Take the repeats of a run folder that "
+                                            "already holds them (`harness run --repeat 5`) instead of running; "
+                                            "--engine all takes every engine's, and per figure the widest band."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
     postgres_dsn: Optional[str] = DsnOpt,
 ) -> None:
@@ -538,11 +541,16 @@ def bench_noise(
     (max - min) / |median| over the repeats. Saved to results/bench-noise-<time>.json and
     results/bench-noise-latest.json, which reports read; nothing is asserted.
     """
-    from harness.bench.noise import measure, save, table_rows
+    from harness.bench.noise import from_run as summarise_folder, measure, save, table_rows
     from harness.run import RunHooks
 
-    res, run_dir = measure(scenario, engine, repeat, bootstrap=bootstrap_servers, dsn=postgres_dsn,
-                           hooks=RunHooks(message=say))
+    if from_run is not None:
+        res, run_dir = summarise_folder(from_run, engine), from_run
+    else:
+        if engine == "all":
+            raise HarnessError("--engine all needs --from-run (a new run measures one engine)")
+        res, run_dir = measure(scenario, engine, repeat, bootstrap=bootstrap_servers, dsn=postgres_dsn,
+                               hooks=RunHooks(message=say))
     table = Table(title=f"noise band: {engine} on {res['scenario']}, {res['repeats']} measured repeats "
                         f"({res['method']})")
     for col in ("figure", "unit", "per repeat", "band"):

@@ -189,6 +189,10 @@ class Scenario(Strict):
     topic: TopicSpec = TopicSpec()
     load: Load
     query: Query
+    # One choice for every engine's emission settings, so no engine is tuned and another left at its defaults:
+    # `defaults` are the upstream engines' own, `low_latency` the values each engine declares (its class's
+    # low_latency, listed in docs/engines.md). An explicit engines.<name> setting wins over either.
+    tuning: Literal["defaults", "low_latency"] = "defaults"
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     slo: Slo = Slo()
     services: ServicesSpec = ServicesSpec()

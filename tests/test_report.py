@@ -482,3 +482,20 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     loaded, total, dom = render_in_chromium(html_path, tmp_path, "report-screenshot.png")
     assert total == 6 and loaded == total
     assert 'id="headline"' in dom and 'id="decision"' in dom
+
+
+def test_bench_noise_from_a_run_folder_takes_the_widest_band_of_the_engines(tmp_path: Path) -> None:
+    from harness.bench.noise import from_run, summarise_run
+
+    run_dir = make_run(tmp_path, "noise", repeats=3, seed=4)
+    res = from_run(run_dir, "all")
+    one = {e: summarise_run(RunData.load(run_dir), e)["bands"] for e in ("baseline", "flink")}
+    assert res["repeats"] == 3 and set(res["by_engine"]) == {"baseline", "flink"}
+    for key in ("p50", "p99"):
+        assert one["baseline"][key] != one["flink"][key]   # the seeded repeats move differently
+        assert res["bands"][key] == max(one["baseline"][key], one["flink"][key])
+    assert res["bands"]["bad_windows"] == 0.0              # a count that never moved: band 0
+    assert from_run(run_dir, "flink")["bands"] == one["flink"]
+    single = make_run(tmp_path, "single", repeats=1)
+    with pytest.raises(HarnessError, match="1 measured repeat"):
+        from_run(single, "baseline")

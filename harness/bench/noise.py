@@ -85,6 +85,46 @@ def summarise_run(run: RunData, engine: str) -> dict[str, Any]:
     }
 
 
+def summarise_engines(run: RunData, engines: list[str]) -> dict[str, Any]:
+    """One noise document for several engines' repeats in one run folder: per metric the widest band of any of
+    them (a single run of any engine is then judged against a band no engine's own noise exceeds), with each
+    engine's own figures and bands kept beside it."""
+    docs = {e: summarise_run(run, e) for e in engines}
+    bands: dict[str, float | None] = {}
+    for m in M.RANKED:
+        per = [d["bands"][m.key] for d in docs.values() if m.key in d["bands"]]
+        if not per:
+            continue
+        bands[m.key] = None if any(b is None for b in per) else max(per)
+    first = next(iter(docs.values()))
+    return {**{k: first[k] for k in ("measured_at", "run_id", "run_dir", "scenario")},
+            "engine": ", ".join(engines), "repeats": min(d["repeats"] for d in docs.values()),
+            "repeats_requested": min(d["repeats_requested"] for d in docs.values()),
+            "method": METHOD + ", the widest of the engines'", "bands": bands,
+            "figures": first["figures"] if len(docs) == 1 else {},
+            "by_engine": {e: {"repeats": d["repeats"], "bands": d["bands"], "figures": d["figures"]}
+                          for e, d in docs.items()}}
+
+
+def from_run(run_dir: Path, engine: str) -> dict[str, Any]:
+    """The noise document of the repeats already in a run folder (a `harness run --repeat N`): `engine`, or
+    every engine that ran with `all`. Refused (HarnessError, exit 2) when an engine has fewer than two measured
+    repeats."""
+    from harness.errors import HarnessError
+
+    run = RunData.load(run_dir)
+    engines = [e for e, runs in run.by_engine().items() if any(r.measured for r in runs)]
+    chosen = engines if engine == "all" else [engine]
+    for e in chosen:
+        n = sum(1 for r in run.by_engine().get(e, []) if r.measured)
+        if n < 2:
+            raise HarnessError(f"{run_dir}: engine {e!r} has {n} measured repeat(s); a band needs at least 2 "
+                               f"(engines measured there: {', '.join(engines) or 'none'})")
+    res = summarise_engines(run, chosen)
+    res["machine"] = environment.machine()
+    return res
+
+
 def measure(scenario: Path, engine: str, repeat: int, *, bootstrap: str | None = None, dsn: str | None = None,
             results_dir: Path | None = None, hooks: Any = None) -> tuple[dict[str, Any], Path]:
     """Run the scenario with one engine `repeat` times (as `harness run --engines ENGINE --repeat N`) and return
@@ -117,6 +157,12 @@ def table_rows(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows = []
     for m in M.RANKED:
         vals = res["figures"].get(m.key)
+        if not vals and m.key in res["bands"] and res.get("by_engine"):
+            rows.append((m.label, m.unit, "; ".join(
+                f"{e} ±{b:.1%}" if (b := d["bands"].get(m.key)) is not None else f"{e} n/a"
+                for e, d in res["by_engine"].items() if m.key in d["bands"]),
+                "n/a (median 0)" if res["bands"][m.key] is None else f"±{res['bands'][m.key]:.1%}"))
+            continue
         if not vals:
             continue
         band = res["bands"].get(m.key)

@@ -114,6 +114,7 @@ class Engine(Protocol[S]):
     capabilities: Capabilities           # what it can do with some settings (`harness engines`)
     settings_model: type[S]
     test_settings: dict[str, Any]        # settings for the contract tests (e.g. a short interval)
+    low_latency: dict[str, Any]          # the settings `tuning: low_latency` means for it ({}: none to change)
 
     def plan(self, scenario: Scenario, settings: S) -> Plan | Skip: ...
 
@@ -151,6 +152,9 @@ class EngineBase(Generic[S]):
     capabilities: ClassVar[Capabilities]
     settings_model: ClassVar[type[EngineSettings]] = EngineSettings
     test_settings: ClassVar[dict[str, Any]] = {}
+    # The emission settings `tuning: low_latency` gives it (scenario values, durations as text): {} for an engine
+    # whose latency no setting bounds. `tuning: defaults` keeps its settings model's defaults, the upstream ones.
+    low_latency: ClassVar[dict[str, Any]] = {}
     # "shared": its requirements.txt (if any) is installed into the harness's environment; "own": the setup
     # builds .cache/envs/<name> from it and the engine's job runs with that interpreter.
     environment: ClassVar[Literal["shared", "own"]] = "shared"

@@ -26,8 +26,10 @@ METRIC_DEFINITIONS = [
      "the send time of the window's last contributing event. Windows ending in the warm-up are left out."),
     ("Window-close latency", "the same instant minus the window's end (event time): what the engine adds after the "
      "window could close."),
-    ("Percentiles", "p50/p99/max over the measured windows with the sample count; a percentile from fewer than "
-     "10/(1−p) samples is flagged unreliable (p99 needs 1,000 windows)."),
+    ("Percentiles", "p50/p99/max over the measured windows. The sample count shown is the number of window "
+     "closes (all keys of a window close in one flush, so they are not independent samples), with the windows "
+     "beside it. A percentile is flagged unreliable when its 95% interval from a block bootstrap over window closes "
+     "is wider than ±10% of it."),
     ("Throughput in", "records per second read by the engine's source: a least-squares slope from time base + warm-up "
      "+ 2 s to the last send, beside the broker-acknowledged rate (heartbeats and malformed records included). "
      "Out: sink rows per second."),
@@ -218,7 +220,7 @@ def report_context(run: RunData) -> dict[str, Any]:
         _table_section("latency-floor", "Latency floor and changed settings", [("", T.latency_floor(run))],
                        "The settings that bound each engine's latency from below, beside the measured window-close "
                        "latency: the part of the latency an engine adds after a window could close.",
-                       Markup("<h3>All settings (changed from the engine's defaults in bold)</h3>") + _settings_html(run)),
+                       Markup("<h3>All settings (changed from the engine's defaults, by the tuning or explicitly, in bold)</h3>") + _settings_html(run)),
         _table_section("moving-parts", "Moving parts each engine needed", [("", T.moving_parts(run))],
                        "Operational complexity is half of the decision: processes and JVMs to run, settings to tune, "
                        "code to maintain. Lines of code: non-blank lines that are not comments or docstrings in "
@@ -304,7 +306,7 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         if len(ctx["headlines"]) > 1:
             out += [f"### {hl['title']}", ""]
         out += md_table(hl["table"]) + [""]
-    out += ["† percentile from too few samples (unreliable); ‡ from an engine run that did not complete; ⚠ should be "
+    out += ["† unreliable percentile (95% interval over window closes wider than ±10%; n counts window closes); ‡ from an engine run that did not complete; ⚠ should be "
             "zero or equal. Several repeats: median (min..max, n).", "", "## Decision summary", "", s.spread_note, ""]
     for v in dv["verdicts"]:
         extra = f" ({', '.join(v['missed'])})" if v["missed"] else ""

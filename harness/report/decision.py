@@ -452,6 +452,9 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
         loc_s = f"{loc[0]} lines of pipeline code" if loc else "pipeline code not found"
         changed = next((r.entry.changed_settings for r in runs if r.entry.changed_settings), {})
         ch = f"{len(changed)} setting(s) changed from defaults ({', '.join(changed)})" if changed else "default settings"
+        tuned = next((r.entry.tuned_settings for r in runs if r.entry.tuned_settings), {})
+        if tuned:
+            ch += f", tuning {run.scenario.tuning} (" + ", ".join(f"{k}={v}" for k, v in tuned.items()) + ")"
         lines.append(f"- **{e}**: {cpu} per million events, peak memory {mem}, start-up {start}, "
                      f"{int(procs)} process(es), {loc_s}, {ch}.")
     lines += ["", "## Decision", "",
@@ -469,9 +472,14 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     elif measured_n and min(measured_n) < S.MIN_REPEATS:
         cav.append(f"Fewer than {S.MIN_REPEATS} repeats for some engine: no difference across repeats is called "
                    f"({S.NOT_ENOUGH}). Use --repeat {S.MIN_REPEATS} for a decision.")
-    if any(M.P99.unreliable(r) for r in run.runs if r.measured):
-        cav.append("The p99 latency comes from fewer than 1,000 windows (flagged unreliable); a longer run gives a "
-                   "p99 that can be trusted.")
+    def p99_unreliable(r: EngineRun) -> bool:
+        boot = M.run_bootstrap(r, M.P99)
+        return boot.unreliable if boot is not None else M.P99.unreliable(r)
+
+    shaky = sorted({r.name for r in run.runs if r.measured and p99_unreliable(r)})
+    if shaky:
+        cav.append(f"The p99 latency of {', '.join(f'`{e}`' for e in shaky)} is flagged unreliable: its 95% interval "
+                   "over window closes is wider than ±10% of it. A longer run (more window closes) narrows it.")
     for e in behind_engines(run):
         cav.append(f"`{e}` did not keep up at this rate: its latency figures measure its backlog and grow with "
                    "the run's length; compare it at a rate it sustains.")

@@ -12,7 +12,8 @@ from harness.report.data import EngineRun, RunData, num
 from harness.report.decision import fmt
 from harness.results.document import Percentiles, Throughput, WindowSummary, WindowValues
 
-UNRELIABLE_TIP = "fewer than 10/(1-p) samples: this percentile is not much more than the maximum"
+UNRELIABLE_TIP = ("its 95% interval over window closes is wider than ±10% of it (or, without raw samples, fewer "
+                  "than 10/(1-p) samples)")
 
 V = TypeVar("V")
 
@@ -148,7 +149,21 @@ def _status(runs: list[EngineRun]) -> Cell:
 
 
 def _lat_n(r: EngineRun) -> str:
-    return f"n={r.latency.count}" if r.latency is not None else ""
+    """The sample count a latency figure rests on: its window closes (the keys of one close land in one flush,
+    so they are one sample, harness.metrics.significance), beside the per-key windows."""
+    if r.latency is None:
+        return ""
+    boot = M.run_bootstrap(r, M.P50)
+    return f"n={boot.n_blocks} closes ({r.latency.count} windows)" if boot is not None else f"n={r.latency.count}"
+
+
+def _unreliable(metric: M.Metric) -> Callable[[EngineRun], bool]:
+    """Flagged when the percentile's 95% interval over window closes is wider than ±10% of it; runs without raw
+    samples (old results) keep the sample-count rule."""
+    def flag(r: EngineRun) -> bool:
+        boot = M.run_bootstrap(r, metric)
+        return boot.unreliable if boot is not None else metric.unreliable(r)
+    return flag
 
 
 def _win(r: EngineRun, read: Callable[[WindowSummary], V]) -> V | None:
@@ -256,9 +271,9 @@ def headline(run: RunData) -> Table:
     row("Generator kept to its schedule", lambda rs: text_cell(
         rs, _on_schedule, lambda r: r.entry.generator is not None and r.entry.generator.fell_behind))
     row("Latency p50 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p50), "ms",
-                                                                 unreliable=M.P50.unreliable, extra=_lat_n))
+                                                                 unreliable=_unreliable(M.P50), extra=_lat_n))
     row("Latency p99 (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.p99), "ms",
-                                                                 unreliable=M.P99.unreliable, extra=_lat_n))
+                                                                 unreliable=_unreliable(M.P99), extra=_lat_n))
     row("Latency max (event to result)", lambda rs: number_cell(rs, lambda r: _lat(r, lambda p: p.max), "ms",
                                                                  extra=_lat_n))
     row("Latency p50 / p99 from hand-off", lambda rs: text_cell(rs, from_handoff),
@@ -323,7 +338,7 @@ def repeats(run: RunData) -> Table:
             n = num(v) if not isinstance(v, str) else None
             cells.append(Cell(fmt(n, "", 1 if n is not None and abs(n) < 100 and n != int(n) else 0) if n is not None
                               else (str(v) if v is not None else "–")))
-        if M.P99.unreliable(r):
+        if _unreliable(M.P99)(r):
             cells[2].add("unreliable", UNRELIABLE_TIP)
         t.rows.append(Row(r.label, cells))
     return t
@@ -338,12 +353,14 @@ def latency_floor(run: RunData) -> Table:
                 if k not in keys:
                     keys.append(k)
     t = Table(["engine", *[k.removesuffix("_ms").replace("_", " ") + " (ms)" for k in keys],
-               "measured window-close p50", "settings changed from defaults"])
+               "measured window-close p50", f"set by tuning: {run.scenario.tuning}", "settings changed from defaults"])
     for name, runs in groups.items():
         first = runs[0] if runs else None
         floor = first.entry.latency_floor_ms if first else {}
         cells = [Cell(fmt(num(floor.get(k)))) for k in keys]
         cells.append(number_cell(runs, lambda r: _win(r, lambda w: w.window_close_ms.p50), "ms"))
+        tuned = first.entry.tuned_settings if first else {}
+        cells.append(Cell(", ".join(f"{k}={v}" for k, v in tuned.items()) or "none"))
         changed = first.entry.changed_settings if first else {}
         cells.append(Cell(", ".join(f"{k}={v}" for k, v in changed.items()) or "none"))
         t.rows.append(Row(name, cells))
@@ -356,7 +373,8 @@ def settings(run: RunData) -> list[tuple[str, list[tuple[str, str, bool]]]]:
     for name, runs in run.by_engine().items():
         s = runs[0].entry.settings if runs else {}
         changed = runs[0].entry.changed_settings if runs else {}
-        out.append((name, [(str(k), str(v), k in changed) for k, v in s.items()]))
+        tuned = runs[0].entry.tuned_settings if runs else {}
+        out.append((name, [(str(k), str(v), k in changed or k in tuned) for k, v in s.items()]))
     return out
 
 
@@ -372,7 +390,15 @@ def _config(run: RunData, r: EngineRun) -> dict[str, Any]:
 
 
 def _jvms(run: RunData, runs: list[EngineRun]) -> str:
-    """result.json does not record the JVMs an engine ran; its config.json says whether it runs on one."""
+    """The JVMs of the first repeat that recorded them with their heap and collector options; results from before
+    they were recorded say whether the engine runs on one (its config.json lists jars)."""
+    recorded = next((r.entry.jvms for r in runs if r.entry.jvms is not None), None)
+    if recorded is not None:
+        if not recorded:
+            return "0"
+        keep = ("-Xmx", "-Xms", "-XX:+Use")
+        opts = sorted({o for j in recorded for o in j.options if o.startswith(keep)})
+        return f"{len(recorded)}" + (f" ({' '.join(opts)})" if opts else "")
     jars = next((len(c["jars"]) for r in runs if isinstance((c := _config(run, r)).get("jars"), list)), None)
     if jars:
         return f"not recorded (runs on the JVM: {jars} jars on its classpath)"
@@ -447,17 +473,70 @@ def _text(v: Any) -> str:
 
 
 def machine(run: RunData) -> list[tuple[str, str]]:
+    """The machine's facts, then one line each for the CPU governor, the cgroup limits and the environment
+    variables that change behaviour ("not recorded" in files from before they were)."""
     m = run.doc.machine
-    return [(k, _text(v)) for k, v in m.model_dump().items()] if m is not None else []
+    if m is None:
+        return []
+    out = [(k, _text(v)) for k, v in m.model_dump(exclude={"cpu_governor", "cgroup", "env"}).items()]
+    out.append(("cpu governor", _governor_text(m.cpu_governor)))
+    out.append(("cgroup limits", _cgroup_text(m.cgroup)))
+    if m.env is None:
+        env = "not recorded"
+    else:
+        env = ", ".join(f"{k}={v}" for k, v in m.env.variables.items()) or "none"
+        if m.env.skipped:
+            env += f" (left out, the value holds a password: {', '.join(m.env.skipped)})"
+    out.append(("fault/behaviour env", env))
+    return out
+
+
+def _governor_text(g: Any) -> str:
+    if g is None:
+        return "not recorded"
+    found = [v for v in g.per_cpu.values() if v]
+    if not found:
+        return f"not readable ({g.note})" if g.note else "not readable"
+    counts = {v: found.count(v) for v in dict.fromkeys(found)}
+    if len(counts) == 1 and len(found) == len(g.per_cpu):
+        return f"{found[0]} (all {len(found)} CPUs)"
+    return ", ".join(f"{v} ×{n}" for v, n in counts.items()) + (f" ({g.note})" if g.note else "")
+
+
+def _cgroup_text(c: Any) -> str:
+    if c is None:
+        return "not recorded"
+    if c.version is None:
+        return f"not readable ({c.note})" if c.note else "not readable"
+    cpu = ("not readable" if c.cpu_max is None else
+           f"{c.cpu_limit_cores:g} cores ({c.cpu_max})" if c.cpu_limit_cores is not None else "no quota")
+    mem = ("not readable" if c.memory_max is None else
+           f"{c.memory_limit_mb:g} MB" if c.memory_limit_mb is not None else "no limit")
+    return f"cgroup {c.version}: CPU {cpu}, memory {mem}" + (f" ({c.note})" if c.note else "")
+
+
+def _setting_text(v: Any) -> str:
+    return "2^63-1" if v == 2**63 - 1 else _text(v)
 
 
 def versions(run: RunData) -> list[tuple[str, str]]:
-    """The harness's versions, its commit, then each engine's own versions (one line per engine)."""
+    """The harness's versions, its commit, the PostgreSQL and Kafka settings, then each engine's own versions
+    (one line per engine)."""
     v = run.doc.versions
     if v is None:
         return []
-    out = [(k, _text(val)) for k, val in v.model_dump(exclude={"commit", "engines"}).items()]
-    out.append(("commit", f"sha={v.commit.sha}, dirty={v.commit.dirty}"))
+    out = [(k, _text(val)) for k, val in v.model_dump(
+        exclude={"commit", "engines", "postgresql_settings", "kafka_settings"}).items()]
+    c = v.commit
+    counts = f" ({c.modified} modified, {c.untracked} untracked)" if c.modified is not None else ""
+    out.append(("commit", f"sha={c.sha}, dirty={c.dirty}{counts}"))
+    pg = v.postgresql_settings
+    out.append(("postgresql settings", "not recorded" if pg is None else f"not readable ({pg.error})" if pg.error
+                else ", ".join(f"{k}={_setting_text(x)}" for k, x in pg.settings.model_dump().items())))
+    k = v.kafka_settings
+    out.append(("kafka broker settings", "not recorded" if k is None else f"not readable ({k.error})" if k.error
+                else f"broker {k.broker_id} of {k.brokers}: " + ", ".join(
+                    f"{a}={_setting_text(b)}" for a, b in k.configs.model_dump(by_alias=True).items())))
     for engine, own in v.engines.items():
         out.append((engine, ", ".join(f"{a}={b}" for a, b in own.items())))
     return out

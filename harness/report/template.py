@@ -71,8 +71,8 @@ HTML = r"""<!DOCTYPE html>
 {% for row in hl.table.rows %}<tr><td{% if row.note %} title="{{ row.note }}"{% endif %}>{{ row.label }}</td>{% for cell in row.cells %}<td class="{{ cell.flag }}"{% if cell.tip %} title="{{ cell.tip }}"{% endif %}>{{ cell.text }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
 {% endfor %}
-<p class="legend-note">† percentile from fewer than 10/(1&minus;p) samples: unreliable (it says little more than the
-maximum). ‡ figure from an engine run that did not complete. Several repeats: median (min..max, n).
+<p class="legend-note">† unreliable percentile: its 95% interval over window closes is wider than &plusmn;10% of
+it (n counts window closes). ‡ figure from an engine run that did not complete. Several repeats: median (min..max, n).
 Hover a cell for details.</p>
 </section>
 

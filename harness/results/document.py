@@ -53,12 +53,47 @@ class Percentiles(Section):
 
 
 # -- run-level sections ------------------------------------------------------------------------------------
+class CpuGovernor(Section):
+    """Each CPU's frequency governor (/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)."""
+
+    per_cpu: dict[str, Optional[str]] = Field(default_factory=dict, description="cpu0, cpu1, ...: the governor "
+                                              "(performance, powersave, ...); None where not readable")
+    note: Optional[str] = Field(None, description="why some or all were not readable")
+
+
+class CgroupLimits(Section):
+    """The limits of the control group the harness ran in: the tightest of its group and their parents."""
+
+    version: Optional[Literal["v1", "v2"]] = None
+    cpu_group: Optional[str] = Field(None, description="the harness's group of the cpu controller (/proc/self/cgroup)")
+    memory_group: Optional[str] = None
+    cpu_max: Optional[str] = Field(None, description='"<quota_us> <period_us>", or "max <period_us>" for no quota, '
+                                   "as cgroup v2 writes it (v1's cfs_quota_us/cfs_period_us converted); None: not "
+                                   "readable")
+    cpu_limit_cores: Optional[float] = Field(None, description="quota / period; None: no quota, or not readable")
+    memory_max: Optional[str] = Field(None, description='bytes, or "max" for no limit (v1\'s limit_in_bytes '
+                                      "converted); None: not readable")
+    memory_limit_mb: Optional[float] = Field(None, description="None: no limit, or not readable")
+    note: Optional[str] = Field(None, description="what was not readable, or which parent group set a limit")
+
+
+class BehaviourEnv(Section):
+    """Environment variables that change what a run does (fault points, waits, JVM flags): every HARNESS_FAULT_*,
+    JVM_ARGS and the other HARNESS_* switches; never paths, addresses, or anything secret."""
+
+    variables: dict[str, str] = Field(default_factory=dict, description="name -> value; empty: none set")
+    skipped: list[str] = Field(default_factory=list, description="names left out because the value held a password")
+
+
 class Machine(Section):
     hostname: str
     os: str
     cpu_model: str
     cores: Optional[int] = None
     memory_gb: Optional[float] = None
+    cpu_governor: Optional[CpuGovernor] = Field(None, description="None: not recorded (older files)")
+    cgroup: Optional[CgroupLimits] = Field(None, description="None: not recorded (older files)")
+    env: Optional[BehaviourEnv] = Field(None, description="None: not recorded (older files)")
 
 
 class Services(Section):
@@ -70,10 +105,60 @@ class Services(Section):
 
 class Commit(Section):
     sha: Optional[str] = None
-    dirty: Optional[bool] = None
+    dirty: Optional[bool] = Field(None, description="tracked files changed or untracked files present (ignored "
+                                  "ones not counted); before these counts were recorded, untracked files did not count")
+    modified: Optional[int] = Field(None, description="tracked files changed, staged or not")
+    untracked: Optional[int] = Field(None, description="untracked files, not ignored ones")
+
+
+class PostgresSettingValues(Section):
+    """SHOW of each setting, with its unit as the server writes it; None where the server has no such setting."""
+
+    synchronous_commit: Optional[str] = None
+    fsync: Optional[str] = None
+    wal_level: Optional[str] = None
+    shared_buffers: Optional[str] = None
+    work_mem: Optional[str] = None
+    max_wal_size: Optional[str] = None
+    checkpoint_timeout: Optional[str] = None
+    autovacuum: Optional[str] = None
+    track_commit_timestamp: Optional[str] = None
+
+
+class PostgresSettings(Section):
+    """The run's PostgreSQL server, read when the run started (its version is versions.postgresql_server)."""
+
+    settings: PostgresSettingValues = PostgresSettingValues()
+    error: Optional[str] = Field(None, description="why the server could not be read")
+
+
+class KafkaBrokerConfig(Section):
+    """The broker's configuration values (AdminClient.describe_configs); None: not set (null) or not listed."""
+
+    log_flush_interval_messages: Optional[int] = Field(None, alias="log.flush.interval.messages")
+    log_flush_interval_ms: Optional[int] = Field(None, alias="log.flush.interval.ms")
+    num_network_threads: Optional[int] = Field(None, alias="num.network.threads")
+    num_io_threads: Optional[int] = Field(None, alias="num.io.threads")
+    log_segment_bytes: Optional[int] = Field(None, alias="log.segment.bytes")
+    default_replication_factor: Optional[int] = Field(None, alias="default.replication.factor")
+    min_insync_replicas: Optional[int] = Field(None, alias="min.insync.replicas")
+    message_max_bytes: Optional[int] = Field(None, alias="message.max.bytes")
+    group_initial_rebalance_delay_ms: Optional[int] = Field(None, alias="group.initial.rebalance.delay.ms")
+    num_partitions: Optional[int] = Field(None, alias="num.partitions")
+
+
+class KafkaSettings(Section):
+    """The run's Kafka broker, read when the run started."""
+
+    broker_id: Optional[int] = Field(None, description="the broker read: the lowest id in the cluster")
+    brokers: Optional[int] = Field(None, description="brokers in the cluster")
+    configs: KafkaBrokerConfig = KafkaBrokerConfig()
+    error: Optional[str] = Field(None, description="why the broker could not be read")
 
 
 class Versions(Section):
+    """The software the run used and how its services were configured."""
+
     harness: str
     python: str
     java: Optional[str] = None
@@ -85,6 +170,10 @@ class Versions(Section):
     commit: Commit = Commit()
     engines: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict, description="each engine's own versions (libraries, connectors), by engine name")
+    postgresql_settings: Optional[PostgresSettings] = Field(None, description="None: not read (older files, or "
+                                                            "no database given)")
+    kafka_settings: Optional[KafkaSettings] = Field(None, description="None: not read (older files, or no broker "
+                                                    "address given)")
 
 
 # -- a load --------------------------------------------------------------------------------------------------
@@ -223,6 +312,13 @@ class ClockReading(Section):
     uncertainty_ms: float = Field(description="half the round trip of the best of the readings")
 
 
+class JvmProcess(Section):
+    """One JVM the engine ran, as read from its command line once it was running."""
+
+    pid: int
+    options: list[str] = Field(default_factory=list, description="its -X/-XX/-javaagent options: heap, collector")
+
+
 class CpuIdleBefore(Section):
     """How idle the CPUs were just before the engine started (harness/metrics/cpu_idle.py)."""
 
@@ -321,7 +417,10 @@ class EngineResult(Section):
     load_id: str
     description: str = ""
     settings: dict[str, JsonValue] = Field(default_factory=dict)
-    changed_settings: dict[str, JsonValue] = Field(default_factory=dict)
+    changed_settings: dict[str, JsonValue] = Field(default_factory=dict, description="settings written explicitly "
+                                                   "(engines.<name>, --engine-option) that differ from the defaults")
+    tuned_settings: dict[str, JsonValue] = Field(default_factory=dict, description="settings the scenario's "
+                                                 "`tuning` chose (low_latency: the engine's declared values)")
     latency_floor_ms: dict[str, float] = Field(default_factory=dict)
     capabilities: Capabilities
     status: EngineStatus
@@ -342,6 +441,8 @@ class EngineResult(Section):
     generator: Optional[GeneratorCheck] = None
     timing: Optional[Timing] = None
     cpu_idle_before: Optional[CpuIdleBefore] = None
+    jvms: Optional[list[JvmProcess]] = Field(None, description="the engine's JVMs once it was running, with their "
+                                             "options (None: not read, as in results from before)")
     time_to_first_result_s: Optional[float] = None
     timeseries: list[Sample] = Field(default_factory=list)
     resources: Optional[Resources] = None

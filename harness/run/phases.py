@@ -22,7 +22,9 @@ from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
 from harness.metrics import cgroups, cpu_idle
-from harness.results.document import Capabilities, CpuIdleBefore, EngineResult, EngineStatus, Resources, Sample, Timing
+from harness import environment
+from harness.results.document import (Capabilities, CpuIdleBefore, EngineResult, EngineStatus, JvmProcess, Resources,
+                                      Sample, Timing)
 from harness.storage import clock
 from harness.storage.results import ResultFile, utc_now
 
@@ -82,6 +84,7 @@ class EngineRun:
         self.engine.wait_running(START_TIMEOUT_S)
         self.entry.status = "running"
         self.entry.start_to_running_s = round((now_ms() - self.started_ms) / 1000, 3)
+        self.entry.jvms = jvm_processes(self.engine.pids())
         self.results.save()
 
     def run_load(self) -> int:
@@ -195,6 +198,7 @@ class EngineRun:
             role=getattr(cls, "role", "option"), colour=getattr(cls, "colour", None), repeat=self.ctx.repeat,
             load_id=self.load_id, description=self.engine.description,
             settings=p.settings.model_dump(mode="json"), changed_settings=p.changed_settings,
+            tuned_settings=p.tuned_settings,
             latency_floor_ms=dict(plan.latency_floor_ms) if plan else {},
             capabilities=Capabilities.model_validate((plan.capabilities if plan else cls.capabilities).to_json()),
             status=status)
@@ -229,6 +233,27 @@ class EngineRun:
         finally:
             self.stop()
         return self.entry
+
+
+def jvm_processes(pids: list[int]) -> list[JvmProcess]:
+    """The JVMs among an engine's processes and their children, with the options that set their resources."""
+    import psutil
+
+    seen: dict[int, JvmProcess] = {}
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in procs:
+            try:
+                cmd = p.cmdline()
+            except psutil.Error:
+                continue
+            if p.pid not in seen and cmd and cmd[0].rsplit("/", 1)[-1] == "java":
+                seen[p.pid] = JvmProcess(pid=p.pid, options=environment.jvm_options(cmd))
+    return list(seen.values())
 
 
 def settle_interval_ms(plan: Plan) -> int:

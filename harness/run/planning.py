@@ -25,10 +25,24 @@ class PlannedEngine:
     cls: type
     settings: Any
     plan: Plan | Skip
+    tuned: tuple[str, ...] = ()          # settings that came from the scenario's tuning, not written explicitly
 
     @property
     def changed_settings(self) -> dict[str, Any]:
-        return changed_settings(self.settings)
+        """Settings written explicitly (engines.<name> or --engine-option) that differ from the defaults."""
+        return {k: v for k, v in changed_settings(self.settings).items() if k not in self.tuned}
+
+    @property
+    def tuned_settings(self) -> dict[str, Any]:
+        """Settings the scenario's tuning chose, as run."""
+        dumped = self.settings.model_dump(mode="json")
+        return {k: dumped[k] for k in self.tuned if k in dumped}
+
+
+def tuning_settings(cls: type, tuning: str) -> dict[str, Any]:
+    """What a scenario's `tuning` gives an engine before its explicit settings: its declared low-latency values,
+    or nothing (its settings model's defaults, which are the upstream engine's own)."""
+    return dict(getattr(cls, "low_latency", {}) or {}) if tuning == "low_latency" else {}
 
 
 def plan_engines(scenario: Scenario, source: str, requested: list[str] | None, options: list[str]) -> list[PlannedEngine]:
@@ -42,15 +56,16 @@ def plan_engines(scenario: Scenario, source: str, requested: list[str] | None, o
                            f"discovered engines: {', '.join(sorted(found)) or 'none'}")
     planned = []
     for n in dict.fromkeys(names):
-        raw = {**scenario.engines.get(n, {}), **overrides.get(n, {})}
-        settings = validate_settings(found[n], raw, source)
+        explicit = {**scenario.engines.get(n, {}), **overrides.get(n, {})}
+        tuned = tuning_settings(found[n], scenario.tuning)
+        settings = validate_settings(found[n], {**tuned, **explicit}, source)
         plan = found[n]().plan(scenario, settings)
         if isinstance(plan, Plan):
             try:
                 scenario.check_late_delay(plan.late_margin_ms, n)
             except ValueError as exc:
                 raise HarnessError(f"{source}: {exc}") from None
-        planned.append(PlannedEngine(n, found[n], settings, plan))
+        planned.append(PlannedEngine(n, found[n], settings, plan, tuple(k for k in tuned if k not in explicit)))
     return planned
 
 

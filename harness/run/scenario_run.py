@@ -42,7 +42,8 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
                                             bootstrap=svc.bootstrap,
                                             postgres="external" if "postgres" in svc.external else "embedded",
                                             postgres_dsn=redact(svc.dsn))
-            results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned]))
+            results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned],
+                                                                              bootstrap=svc.bootstrap))
             results.save()
             if not planned:
                 run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines import fair
 from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
 from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Position, Skip
@@ -34,7 +35,13 @@ class FlinkSettings(EngineSettings):
         "mini", description="mini: local mini-cluster in the job's process; session: a local standalone cluster "
                             "started for the run; remote: submit to `jobmanager`")
     jobmanager: str | None = Field(None, description="host:port of a running JobManager's REST API (mode remote)")
-    parallelism: int = Field(1, ge=1, le=64)
+    parallelism: int = Field(fair.SLOTS, ge=1, le=64, description="task slots (the harness's default for every "
+                             "JVM engine: Spark's local[N] gets the same)")
+    heap: str = Field(fair.HEAP, pattern=r"^[0-9]+[kmgt]?$", description="heap cap of the JVM that runs the job "
+                      "(mini mode; the client JVM in session/remote mode); the same default as Spark's driver")
+    warmup_batches: int = Field(fair.WARMUP_BATCHES, ge=0, le=200, description="batches of warm-up records (a "
+                                "private topic `<topic>-warmup`, deleted after) the same query runs on, as a "
+                                "bounded job into a discarding sink, before the real job starts (0: none)")
     checkpoint_interval: Millis | None = None
     checkpoint_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
     start_offsets: Literal["earliest", "latest", "committed", "timestamp"] = "earliest"
@@ -64,6 +71,8 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
                                 allowed_lateness=False, emits="final")
     settings_model = FlinkSettings
+    # The JDBC sink's flush timer bounds every result's latency from below (Flink's default: 1 s).
+    low_latency = {"sink_flush_interval": "200ms"}
 
     def __init__(self) -> None:
         self.job = JobProcess("flink job")
@@ -72,6 +81,7 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         self._rest: str | None = None
         self._job: str | None = None
         self._source_vertex: str | None = None
+        self._warmup: Any = None
 
     # -- description -------------------------------------------------------------------------------------
     def plan(self, scenario: Scenario, settings: FlinkSettings) -> Plan | Skip:
@@ -122,6 +132,7 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
             start_offsets={"timestamp": s.start_timestamp} if s.start_offsets == "timestamp" else s.start_offsets,
             buffer_timeout_ms=s.buffer_timeout, watermark_interval_ms=s.watermark_interval,
             sink_flush_interval_ms=s.sink_flush_interval, sink_batch_size=s.sink_batch_size,
+            jvm_args=f"{fair.heap_flags(s.heap)} {fair.COLLECTOR}", warmup_batches=s.warmup_batches,
             jars=[str(j) for j in jvm.jars("flink")],
             mode="mini" if s.mode == "mini" else "remote", jobmanager=jobmanager,
             rest_port=net.free_port() if s.mode == "mini" else None,
@@ -145,6 +156,7 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
             if self._job is None and info.exists():
                 meta = json.loads(info.read_text())
                 self._rest, self._job = meta["rest"], meta["job_id"]
+                self._warmup = meta.get("warmup")
             if self._job is not None:
                 try:
                     job = self._get(f"/jobs/{self._job}")
@@ -195,7 +207,7 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         if self._job is None:
             return {}
         job = self._get(f"/jobs/{self._job}")
-        out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "vertices": [
+        out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "warmup": self._warmup, "vertices": [
             {"name": v["name"][:120], "parallelism": v.get("parallelism"),
              "read_records": v.get("metrics", {}).get("read-records"),
              "write_records": v.get("metrics", {}).get("write-records")} for v in job.get("vertices", [])]}

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+from harness.engines import warmup  # the same warm-up as every JVM engine's
 from harness.records import HEARTBEAT_KEY  # the project is installed in the venv this job runs with
 ENGINE = "flink"
 
@@ -69,10 +70,10 @@ RECORD = (r'^\{"event_id":' + _INT + r',"event_time":(' + _INT + r'),"key":"[^"\
 EXPONENT = r'"(?:event_id|value|event_time)"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
 SENT_AT_EXPONENT = r'"sent_at"\s*:\s*-?[0-9]+(?:\.[0-9]+)?[eE]'
 
-# Default JVM options for the gateway JVM that hosts the mini-cluster (and, in remote mode, only the client):
-# a bounded heap and the serial collector keep one engine inside ~1 GB on a 2-core machine (the JVM would
-# otherwise size its heap at a quarter of RAM and run G1's parallel threads). JVM_ARGS in the environment wins.
-DEFAULT_JVM_ARGS = "-Xms256m -Xmx640m -XX:+UseSerialGC -XX:MaxMetaspaceSize=320m -XX:MaxDirectMemorySize=320m"
+# JVM options of the gateway JVM that hosts the mini-cluster (and, in remote mode, only the client): the heap
+# cap and collector come from the config (the harness's fair defaults, the same as Spark's driver), these bound
+# the rest. JVM_ARGS in the environment wins over all of them.
+BOUNDS_JVM_ARGS = "-XX:MaxMetaspaceSize=320m -XX:MaxDirectMemorySize=320m"
 # pyflink takes the JVM's --add-opens from env.java.opts.all in $FLINK_CONF_DIR/config.yaml; a FLINK_CONF_DIR
 # without them (e.g. a session cluster's own conf) makes the client fail on Java 17 when it adds the connector
 # jars to its class loader (InaccessibleObjectException on URLClassLoader.addURL). Always pass them.
@@ -156,6 +157,9 @@ def source_ddl(cfg: dict[str, Any]) -> str:
         "raw.charset": "UTF-8",
         **startup_options(cfg.get("start_offsets", "earliest")),
     }
+    if cfg.get("bounded"):
+        # The warm-up job: read what the topic holds now, then end (the watermark then closes every window).
+        options["scan.bounded.mode"] = "latest-offset"
     if not cfg.get("checkpoint_interval_ms"):
         # Without checkpoints the Kafka source commits nothing itself; let the consumer do it so that
         # "committed" means something for a later run of the same group.
@@ -211,6 +215,9 @@ WHERE well_formed AND `key` <> {sql_str(HEARTBEAT_KEY)}"""
 
 
 def jdbc_sink_ddl(name: str, table: str, columns: str, cfg: dict[str, Any]) -> str:
+    if cfg.get("discard"):
+        # The warm-up's sink: the same rows, dropped (Flink's built-in blackhole connector).
+        return f"CREATE TEMPORARY TABLE {name} (\n{columns}\n) {with_clause({'connector': 'blackhole'})}"
     options = {
         "connector": "jdbc",
         "url": cfg["jdbc_url"],
@@ -303,6 +310,11 @@ def statements(cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
         jdbc_sink_ddl("malformed_sink", "harness_malformed", MALFORMED_COLUMNS, cfg),
     ]
     return ddl, [results_insert_sql(cfg), malformed_insert_sql(cfg)]
+
+
+# The temporary objects statements() creates, in an order they can be dropped in.
+TEMPORARY_OBJECTS = [("VIEW", "events"), ("VIEW", "events_parsed"), ("VIEW", "events_canonical"),
+                     ("TABLE", "events_raw"), ("TABLE", "results_sink"), ("TABLE", "malformed_sink")]
 
 
 # ------------------------------------------------------------------------------------------------ configuration
@@ -406,6 +418,66 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def wait_port_free(port: int | None, timeout_s: float = 15) -> None:
+    """Until nothing listens on port: the warm-up's mini-cluster shuts down after its job ends, and the real
+    job's mini-cluster binds the same REST port."""
+    if port is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.1)
+
+
+def warm_up(t_env: Any, cfg: dict[str, Any], rest_port: int | None) -> dict[str, Any]:
+    """The same statements over the warm-up records (harness.engines.warmup, the same as Spark's) as a bounded
+    job into discarding sinks, before the real job: the JIT, Flink's generated code and the Kafka client are
+    then warm when the load begins. Its objects are dropped afterwards; a failure is logged and recorded, and
+    the real job starts anyway."""
+    count = int(cfg.get("warmup_batches") or 0)
+    if count <= 0:
+        return {"batches": 0}
+    t = time.monotonic()
+    try:
+        topic = warmup.WarmupTopic(cfg["bootstrap"], cfg["topic"], int(cfg.get("partitions") or 1),
+                                   warmup.batches(cfg, count))
+    except Exception as exc:
+        log(f"warm-up: no topic ({exc}); the job starts cold")
+        return {"error": f"no warm-up topic: {exc}"}
+    out: dict[str, Any] = {"source": f"topic {topic.name}", "batches": count, "records": topic.records}
+    try:
+        wcfg = {**cfg, "topic": topic.name, "start_offsets": "earliest", "bounded": True, "discard": True,
+                "load_id": f"{cfg['load_id']}-warmup", "checkpoint_interval_ms": None}
+        ddl, inserts = statements(wcfg)
+        for stmt in ddl:
+            t_env.execute_sql(stmt)
+        stmt_set = t_env.create_statement_set()
+        for stmt in inserts:
+            stmt_set.add_insert_sql(stmt)
+        result = stmt_set.execute()
+        try:
+            result.wait(180_000)
+        except Exception:
+            client = result.get_job_client()
+            if client is not None:
+                client.cancel().result()
+            raise
+    except Exception as exc:
+        log(f"warm-up failed: {root_cause(exc)}")
+        out["error"] = root_cause(exc)
+    finally:
+        for kind, name in TEMPORARY_OBJECTS:
+            t_env.execute_sql(f"DROP TEMPORARY {kind} IF EXISTS {name}")
+        if (problem := topic.delete()) is not None:
+            log(f"warm-up: {problem}")
+        wait_port_free(rest_port)
+    out["seconds"] = round(time.monotonic() - t, 1)
+    log(f"warm-up on {out['source']}: {count} batches, {topic.records} records in {out['seconds']} s")
+    return out
+
+
 def run(cfg: dict[str, Any]) -> int:
     mode = cfg.get("mode", "mini")
     if mode not in ("mini", "remote"):
@@ -417,7 +489,8 @@ def run(cfg: dict[str, Any]) -> int:
         rest_port = int(cfg["rest_port"]) if cfg.get("rest_port") else free_port()
     metrics_file = Path(cfg["metrics_file"]) if cfg.get("metrics_file") else None
 
-    os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', DEFAULT_JVM_ARGS)} {JAVA_OPENS}"
+    default_args = f"{cfg.get('jvm_args') or '-Xms256m -Xmx1g -XX:+UseSerialGC'} {BOUNDS_JVM_ARGS}"
+    os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', default_args)} {JAVA_OPENS}"
     if metrics_file is not None:
         # The JVM's log4j file (flink-*-python-*.log) goes beside the metrics file, not into the venv.
         os.environ.setdefault("FLINK_LOG_DIR", str(metrics_file.parent.resolve()))
@@ -435,6 +508,7 @@ def run(cfg: dict[str, Any]) -> int:
     # loader, which the planner needs to find the kafka, raw and jdbc factories.
     t_env.get_config().set("pipeline.jars", conf.get_string("pipeline.jars", ""))
 
+    warmed = warm_up(t_env, cfg, rest_port)
     ddl, inserts = statements(cfg)
     for stmt in ddl:
         t_env.execute_sql(stmt)
@@ -448,7 +522,7 @@ def run(cfg: dict[str, Any]) -> int:
     job_id = str(client.get_job_id())
     rest = f"http://127.0.0.1:{rest_port}" if mode == "mini" else f"http://{cfg['jobmanager']}"
     if metrics_file is not None:
-        write_atomic(metrics_file, {"job_id": job_id, "rest": rest})
+        write_atomic(metrics_file, {"job_id": job_id, "rest": rest, "warmup": warmed})
     log(f"submitted job {job_id} ({mode}), REST {rest}")
 
     stop = threading.Event()

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness import paths
 from harness.durations import Millis
+from harness.engines import fair
 from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
 from harness.engines.protocol import (Capabilities, EngineContext, EngineRefused, EngineSettings, Plan,
@@ -39,23 +40,26 @@ LOCAL_MASTER = re.compile(r"local(\[(\*|[0-9]+)(,[0-9]+)?\])?")
 
 
 class SparkSettings(EngineSettings):
-    master: str = Field("local[2]", description="local[N], `standalone` (a local Master and Worker started for "
+    master: str = Field(f"local[{fair.SLOTS}]", description="local[N] (the default N is the harness's task "
+                                                "slots for every JVM engine, Flink's parallelism too), `standalone` (a local Master and Worker started for "
                                                 "the run), or a master URL such as spark://host:7077")
     trigger: Literal["processing_time", "real_time", "continuous"] = Field(
         "processing_time", description="processing_time: micro-batches every trigger_interval; real_time "
                                        "(Spark 4.1+, output_mode update) and continuous are Spark's low-latency "
                                        "modes: the run asks Spark, and records a skip with Spark's own error "
                                        "when it refuses the query")
-    trigger_interval: Millis = Field(400, description="micro-batch interval (Spark's default is 0: back to back)")
+    trigger_interval: Millis = Field(0, description="micro-batch interval; 0, Spark's default, runs micro-batches "
+                                                   "back to back")
     output_mode: Literal["append", "update"] = Field(
         "append", description="append: each window once, after the watermark passes its end; update: every "
                               "batch emits the windows it changed (partial values)")
     shuffle_partitions: int = Field(2, ge=1, le=10_000, description="spark.sql.shuffle.partitions (Spark: 200)")
-    driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$")
+    driver_memory: str = Field(fair.HEAP, pattern=r"^[0-9]+[kmgt]?$", description="the driver's heap cap: in "
+                               "local mode the JVM that runs the work (the same default as Flink's heap)")
     executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$", description="standalone/remote executors")
     worker_cores: int = Field(2, ge=1, le=256, description="cores of the Worker started with master: standalone")
-    warmup_batches: int = Field(10, ge=0, le=200, description="micro-batches of the same query on warm-up records "
-                                "(a private topic `<topic>-spark-warmup`, deleted after; local files if it cannot "
+    warmup_batches: int = Field(fair.WARMUP_BATCHES, ge=0, le=200, description="micro-batches of the same query "
+                                "on warm-up records (a private topic `<topic>-warmup`, deleted after; local files if it cannot "
                                 "be made) before the real query starts, so the JVM is warm when the load begins")
     query_restarts: int = Field(0, ge=0, le=100, description="restart a failed query from its checkpoint up to "
                                 "N times (Spark runs the batch it had not committed again: a replay)")
@@ -111,6 +115,9 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
                                 triggers=("processing_time", "real_time"), allowed_lateness=False,
                                 emits="final")
     settings_model = SparkSettings
+    # The trigger interval bounds every result's latency from below; Spark's default (0) runs batches back to
+    # back, which on two cores takes CPU from the broker and the generator. 200 ms matches Flink's flush timer.
+    low_latency = {"trigger_interval": "200ms"}
 
     def __init__(self) -> None:
         self.job = JobProcess("spark job")
@@ -171,7 +178,7 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             output_mode=s.output_mode, master=master, shuffle_partitions=s.shuffle_partitions,
             driver_memory=s.driver_memory, executor_memory=s.executor_memory,
             cores_max=s.worker_cores if s.master == "standalone" else None,
-            log_level=s.log_level, warmup_batches=s.warmup_batches, spark_conf=dict(s.spark_conf),
+            collector=fair.COLLECTOR, log_level=s.log_level, warmup_batches=s.warmup_batches, spark_conf=dict(s.spark_conf),
             query_restarts=s.query_restarts,
             jars=[str(j) for j in jvm.jars("spark")],
             work_dir=str(ctx.work_dir), checkpoint_dir=str(ctx.work_dir / "checkpoint"))
@@ -273,7 +280,7 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             s = self.ctx.settings
             out["changed_from_spark_defaults"] = {
                 k: {"spark_default": SPARK_DEFAULTS[k], "this_run": v} for k, v in {
-                    "master": s.master, "trigger": s.trigger, "trigger_interval": f"{s.trigger_interval} ms",
+                    "master": s.master, "trigger": s.trigger, "trigger_interval": f"{s.trigger_interval} ms" if s.trigger_interval else SPARK_DEFAULTS["trigger_interval"],
                     "output_mode": s.output_mode, "shuffle_partitions": s.shuffle_partitions,
                     "driver_memory": s.driver_memory, "spark.ui.enabled": False,
                     "spark.sql.session.timeZone": "UTC", "spark.sql.variant.allowDuplicateKeys": True,

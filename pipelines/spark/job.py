@@ -54,6 +54,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harness.engines import warmup  # the same warm-up as every JVM engine's
 from harness.records import HEARTBEAT_KEY, RULE_FIELDS  # the one rule (PYTHONPATH holds the project root)
 ENGINE = "spark"
 MALFORMED_METRIC = "malformed"
@@ -476,56 +477,12 @@ def make_listener(progress: Progress, query_id: list[str]) -> Any:
 # ------------------------------------------------------------------------------------------------ warm-up
 
 
-def warmup_lines(cfg: dict[str, Any], batch: int, base_ms: int) -> list[str]:
-    """Records like the load's (every malformed kind, heartbeats), with event times that close windows."""
-    w = cfg["window"]
-    step = int(w.get("size_ms") or w.get("gap_ms") or 1000) + int(cfg.get("watermark_delay_ms") or 0) + 1
-    t0 = base_ms + batch * step
-    lines = []
-    for i in range(200):
-        lines.append(json.dumps({"event_id": i, "key": f"w{i % 40:03d}", "value": i % 1000 + 1,
-                                 "event_time": t0 + (i * 7) % step, "pad": "x" * 40, "sent_at": t0 + i}))
-    lines.append(json.dumps({"event_id": -1, "key": HEARTBEAT_KEY, "value": 0, "event_time": t0 + step,
-                             "sent_at": t0}))
-    lines += ['{"event_id":1,"key":"w000","value":1,"event_time":', '{"event_id":1,"key":"w000","value":1}',
-              '{"event_id":1,"key":"w000","value":1,"event_time":null}',
-              '{"event_id":1,"key":7,"value":1,"event_time":%d}' % t0,
-              '{"event_id":1,"key":"w000","value":"1","event_time":%d}' % t0,
-              '{"event_id":1,"key":"w000","value":1,"event_time":%d.0}' % t0]
-    return lines
-
-
-class WarmupTopic:
-    """A private topic holding the warm-up records, deleted after the warm-up."""
-
-    def __init__(self, cfg: dict[str, Any], lines: list[list[str]]) -> None:
-        from confluent_kafka import Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        self.name = f"{cfg['topic']}-spark-warmup"
-        self.admin = AdminClient({"bootstrap.servers": cfg["bootstrap"]})
-        parts = int(cfg.get("partitions") or 1)
-        self.admin.create_topics([NewTopic(self.name, num_partitions=parts, replication_factor=1)],
-                                 operation_timeout=30)[self.name].result(timeout=30)
-        producer = Producer({"bootstrap.servers": cfg["bootstrap"], "linger.ms": 5})
-        for batch in lines:
-            for i, line in enumerate(batch):
-                producer.produce(self.name, value=line.encode(), partition=i % parts)
-        if producer.flush(30):
-            raise RuntimeError(f"could not write the warm-up records to {self.name}")
-
-    def delete(self) -> None:
-        try:
-            self.admin.delete_topics([self.name], operation_timeout=30)[self.name].result(timeout=30)
-        except Exception as exc:
-            log(f"warm-up: deleting topic {self.name}: {exc}")
-
-
 def warm_up(spark: Any, cfg: dict[str, Any], progress: Progress) -> None:
     """Run the same query on warm-up records before the real one, so the JVM's JIT, Spark's generated code
     and the Kafka client are warm when the load starts: a cold JVM takes 2-10 s for its first micro-batches,
-    longer than a late delay allows. The records go to a private topic (`<topic>-spark-warmup`, deleted
-    afterwards), or to local files when that topic cannot be made. The warm-up sink writes nothing."""
+    longer than a late delay allows. The records (harness.engines.warmup, the same as Flink's) go to a private
+    topic (`<topic>-warmup`, deleted afterwards), or to local files when that topic cannot be made. The warm-up
+    sink writes nothing."""
     from pyspark.sql import functions as F
 
     batches = int(cfg.get("warmup_batches") or 0)
@@ -533,11 +490,10 @@ def warm_up(spark: Any, cfg: dict[str, Any], progress: Progress) -> None:
         return
     t = time.monotonic()
     root = Path(cfg["work_dir"]).resolve() / "warmup"
-    base = 1_000_000_000_000
-    lines = [warmup_lines(cfg, b, base) for b in range(batches)]
-    topic: WarmupTopic | None = None
+    lines = warmup.batches(cfg, batches)
+    topic: warmup.WarmupTopic | None = None
     try:
-        topic = WarmupTopic(cfg, lines)
+        topic = warmup.WarmupTopic(cfg["bootstrap"], cfg["topic"], int(cfg.get("partitions") or 1), lines)
         raw = kafka_input(spark, {**cfg, "topic": topic.name,
                                   "kafka_options": {"maxOffsetsPerTrigger": str(len(lines[0]))}})
         source = f"topic {topic.name}"
@@ -564,7 +520,8 @@ def warm_up(spark: Any, cfg: dict[str, Any], progress: Progress) -> None:
             q.stop()
     finally:
         if topic is not None:
-            topic.delete()
+            if (problem := topic.delete()) is not None:
+                log(f"warm-up: {problem}")
     progress.warmup = {"source": source, "batches": len(durations), "batch_ms": durations,
                        "seconds": round(time.monotonic() - t, 1)}
     log(f"warm-up on {source}: {len(durations)} batches in {time.monotonic() - t:.1f} s, batch ms {durations}")
@@ -596,8 +553,10 @@ def spark_session(cfg: dict[str, Any]) -> Any:
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.sql.warehouse.dir": str(work / "spark-warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={work / 'derby'}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={work / 'derby'} {cfg.get('collector') or ''}".strip(),
     }
+    if cfg.get("collector"):
+        conf["spark.executor.extraJavaOptions"] = str(cfg["collector"])
     if cfg.get("cores_max"):
         conf["spark.cores.max"] = str(int(cfg["cores_max"]))
     conf.update({str(k): str(v) for k, v in (cfg.get("spark_conf") or {}).items()})
