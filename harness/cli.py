@@ -195,17 +195,22 @@ def _print_status(stack: Any, bootstrap: str | None, dsn: str | None) -> None:
 def scenario_validate(files: list[Path] = typer.Argument(..., help="Scenario YAML files.")) -> None:
     """Check scenario files; print what each will send. Exit 2 naming the first bad field."""
     from harness.durations import format_duration
-    from harness.loadgen.schedule import Schedule
+    from harness.run import memory_budget
     from harness.scenario import load_scenario
 
     for f in files:
         s = load_scenario(f)
+        est = memory_budget.check(s, str(f))
         w = s.query.window
         shape = w.type + "".join(f" {k}={format_duration(getattr(w, k))}" for k in ("size", "slide", "gap")
                                  if getattr(w, k) is not None)
-        out.print(f"[green]ok[/] {f}: {s.name}: {Schedule.for_scenario(s).count} events over {format_duration(s.duration)} "
+        out.print(f"[green]ok[/] {f}: {s.name}: {est.events} events over {format_duration(s.duration)} "
                   f"({s.load.shape.type} {s.load.rate:g}/s), {shape} windows, "
-                  f"engines: {', '.join(s.engines) or 'none'}", highlight=False)
+                  f"engines: {', '.join(s.engines) or 'none'}; memory in the harness about "
+                  f"{memory_budget.gib(est.needed_bytes)} of {memory_budget.gib(est.available_bytes)} available",
+                  highlight=False)
+        if (warning := memory_budget.rate_warning(s)) is not None:
+            out.print(f"[yellow]warning[/] {f}: {warning}", highlight=False)
 
 
 @app.command("run")
@@ -517,6 +522,37 @@ def bench_completion(
         table.add_row(name, value)
     out.print(table)
     path = paths.results_dir() / f"bench-completion-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2))
+    out.print(f"saved: {path}")
+
+
+@bench_app.command("memory")
+@user_errors
+def bench_memory(
+    events: int = typer.Option(1_000_000, min=10_000, help="Events of the load whose ground truth is computed."),
+) -> None:
+    """The harness's peak memory per event of a load (ground truth), the figure `harness run` and `harness
+    scenario validate` use to refuse a load that cannot fit in memory before anything starts.
+
+    Runs in a fresh process on the quick scenario's mix; no services are needed. Saved to
+    results/bench-memory-<time>.json; nothing is asserted.
+    """
+    import json
+    import time
+
+    from harness import environment, paths
+    from harness.bench.memory import measure
+    from harness.run import memory_budget
+
+    res = measure(events)
+    res["machine"] = environment.machine()
+    res["used_by_the_check"] = memory_budget.BYTES_PER_EVENT_GROUND_TRUTH
+    out.print(f"{res['events']:,} events: ground truth in {res['seconds']} s, peak RSS "
+              f"{res['peak_before'] / 2**20:,.0f} -> {res['peak_after'] / 2**20:,.0f} MiB, "
+              f"{res['bytes_per_event']:,.0f} bytes per event (the memory check uses "
+              f"{memory_budget.BYTES_PER_EVENT_GROUND_TRUTH})", highlight=False)
+    path = paths.results_dir() / f"bench-memory-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2))
     out.print(f"saved: {path}")

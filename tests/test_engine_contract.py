@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from conftest import Svc, classify, consume_topic, scenario_dict
+from harness.engines import fair
 from harness.engines.discovery import discover, validate_settings
 from harness.engines.discovery import changed_settings
 from harness.engines.protocol import Engine, Plan, Skip
@@ -216,6 +217,15 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str, svc: Svc)
         assert ratio is not None and abs(ratio - 1) < 0.25, e["throughput"]
     # The whole run's CPU includes the load's (that exited children count is tests/test_resources.py).
     assert e["resources"]["cpu_seconds"] >= e["cpu_during_load"]["cpu_seconds"] > 0, e["resources"]
+    # Fair defaults, as run: every JVM engine's JVMs have the same heap cap and collector, read from their
+    # command lines, and each warmed up on the shared records before it counted as running.
+    if name in ("flink", "spark"):
+        opts = [o for j in e["jvms"] for o in j["options"]]
+        assert e["jvms"] and f"-Xmx{fair.HEAP}" in opts and fair.COLLECTOR in opts, e["jvms"]
+        warm = (e.get("engine_metrics") or {})["warmup"]
+        assert warm.get("batches", 0) >= 1 and "error" not in warm and "-warmup" in warm["source"], warm
+    else:
+        assert e["jvms"] == [], e["jvms"]
 
 
 @pytest.mark.stack

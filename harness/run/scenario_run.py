@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness import environment, paths
 from harness.errors import EXIT_FAILED, HarnessError
+from harness.run import memory_budget
 from harness.run.hooks import RunHooks, RunOptions
 from harness.run.load import run_load
 from harness.run.phases import EngineRun
@@ -26,6 +27,9 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     if opts.repeat < 1:
         raise HarnessError(f"--repeat must be 1 or more, got {opts.repeat}")
     planned = plan_engines(scenario, str(opts.scenario_path), opts.engines, opts.engine_options)
+    memory_budget.check(scenario, str(opts.scenario_path))     # exit 2 before anything starts
+    if (warning := memory_budget.rate_warning(scenario)) is not None:
+        hooks.message(f"warning: {warning}")
     run_id = opts.run_id or new_run_id(scenario)
     run_dir = (opts.results_dir or paths.results_dir()) / run_id
     started = time.monotonic()

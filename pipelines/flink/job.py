@@ -418,6 +418,17 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def submit(t_env: Any, cfg: dict[str, Any]) -> Any:
+    """Create the config's tables and views and start its INSERTs as one job; the job's TableResult."""
+    ddl, inserts = statements(cfg)
+    for stmt in ddl:
+        t_env.execute_sql(stmt)
+    stmt_set = t_env.create_statement_set()
+    for stmt in inserts:
+        stmt_set.add_insert_sql(stmt)
+    return stmt_set.execute()
+
+
 def wait_port_free(port: int | None, timeout_s: float = 15) -> None:
     """Until nothing listens on port: the warm-up's mini-cluster shuts down after its job ends, and the real
     job's mini-cluster binds the same REST port."""
@@ -450,13 +461,7 @@ def warm_up(t_env: Any, cfg: dict[str, Any], rest_port: int | None) -> dict[str,
     try:
         wcfg = {**cfg, "topic": topic.name, "start_offsets": "earliest", "bounded": True, "discard": True,
                 "load_id": f"{cfg['load_id']}-warmup", "checkpoint_interval_ms": None}
-        ddl, inserts = statements(wcfg)
-        for stmt in ddl:
-            t_env.execute_sql(stmt)
-        stmt_set = t_env.create_statement_set()
-        for stmt in inserts:
-            stmt_set.add_insert_sql(stmt)
-        result = stmt_set.execute()
+        result = submit(t_env, wcfg)
         try:
             result.wait(180_000)
         except Exception:
@@ -509,13 +514,7 @@ def run(cfg: dict[str, Any]) -> int:
     t_env.get_config().set("pipeline.jars", conf.get_string("pipeline.jars", ""))
 
     warmed = warm_up(t_env, cfg, rest_port)
-    ddl, inserts = statements(cfg)
-    for stmt in ddl:
-        t_env.execute_sql(stmt)
-    stmt_set = t_env.create_statement_set()
-    for stmt in inserts:
-        stmt_set.add_insert_sql(stmt)
-    result = stmt_set.execute()
+    result = submit(t_env, cfg)
     client = result.get_job_client()
     if client is None:
         raise RuntimeError("the statement set did not start a job")
