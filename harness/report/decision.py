@@ -157,7 +157,14 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
         chk.notes.append(f"borderline: within {band:.0%} of the threshold")
     if ok and chk.margin == 0 and metric not in (M.DUPS, M.WRONG, M.MISSING):
         chk.notes.append("exactly at the threshold")
-    if any(metric.unreliable(r) for r, _ in vals):
+    boots = [M.run_bootstrap(r, metric) for r, _ in vals]
+    shaky = [b for b in boots if b is not None and b.unreliable]
+    if shaky:
+        closes = min(b.n_blocks for b in shaky)
+        chk.notes.append(f"{metric.percentile} unreliable: its 95% interval over {closes} window closes is wider "
+                         "than ±10% of it")
+    elif any(b is None and metric.unreliable(r) for b, (r, _) in zip(boots, vals)):
+        # no raw samples (an older result): the sample-count rule
         n = min((metric.summary(r) or Percentiles()).count for r, _ in vals)
         need = min_samples_for(float((metric.percentile or "p0")[1:]))
         chk.notes.append(f"{metric.percentile} unreliable: {n} windows measured, {need} needed")
