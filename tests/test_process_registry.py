@@ -54,7 +54,7 @@ def test_stack_down_after_sigkill_leaves_nothing(stack_dir: Path, tmp_path: Path
            "HARNESS_POSTGRES_DSN": svc.dsn}
     scen = tmp_path / "killed.yaml"
     scen.write_text(yaml.safe_dump(scenario_dict(name="killed", duration="4s",
-                                                 engines={"baseline": {}, "flink": {"mode": "session"}})))
+                                                 engines={"baseline": {}, "flink": {"mode": "session", "warmup_batches": 0}})))
     log = tmp_path / "harness.log"
     with open(log, "wb") as out:
         harness = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scen), "--results-dir",

@@ -445,8 +445,8 @@ def wait_port_free(port: int | None, timeout_s: float = 15) -> None:
 def warm_up(t_env: Any, cfg: dict[str, Any], rest_port: int | None) -> dict[str, Any]:
     """The same statements over the warm-up records (harness.engines.warmup, the same as Spark's) as a bounded
     job into discarding sinks, before the real job: the JIT, Flink's generated code and the Kafka client are
-    then warm when the load begins. Its objects are dropped afterwards; a failure is logged and recorded, and
-    the real job starts anyway."""
+    then warm when the load begins. Its objects are dropped afterwards. Without a warm-up topic the job starts
+    cold (recorded); a warm-up job that fails fails the job, as the real one would."""
     count = int(cfg.get("warmup_batches") or 0)
     if count <= 0:
         return {"batches": 0}
@@ -470,8 +470,10 @@ def warm_up(t_env: Any, cfg: dict[str, Any], rest_port: int | None) -> dict[str,
                 client.cancel().result()
             raise
     except Exception as exc:
+        # A job that cannot run over the warm-up records (a JobManager out of reach, a connector missing) cannot
+        # run over the load either: fail now rather than wait out the same timeouts a second time.
         log(f"warm-up failed: {root_cause(exc)}")
-        out["error"] = root_cause(exc)
+        raise
     finally:
         for kind, name in TEMPORARY_OBJECTS:
             t_env.execute_sql(f"DROP TEMPORARY {kind} IF EXISTS {name}")
