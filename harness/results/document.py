@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from harness.scenario import Scenario
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
 # complete: every promised window held its value; settled: the sink went quiet first, judged as it stands;
@@ -451,7 +451,7 @@ class EngineResult(Section):
 class ResultDocument(Section):
     """result.json."""
 
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     run_id: str
     status: RunStatus
     error: Optional[str] = None

@@ -50,7 +50,16 @@ def _v3_to_v4(doc: Doc) -> Doc:
     return doc
 
 
-STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(doc: Doc) -> Doc:
+    """v5 added only optional fields: an engine run's tuned_settings and jvms, the machine's CPU governor, cgroup
+    limits and behaviour environment, the services' settings and the commit's modified/untracked counts (and
+    the per-engine-run cgroup CPU and idle wait, which some v4 files already carry). A v4 file is a valid v5
+    document once its version says so; the bump lets an older harness say a new file is newer, not invalid."""
+    doc["schema_version"] = 5
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 READABLE = sorted({*STEPS, SCHEMA_VERSION})
 
 
