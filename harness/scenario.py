@@ -160,6 +160,26 @@ class Query(Strict):
     allowed_lateness: Millis = 0
 
 
+class StallSink(Strict):
+    """Backpressure: `LOCK TABLE ... IN SHARE MODE` on the sink tables (the results log and the malformed table)
+    from `at` after the load starts, for `duration`. Writers wait; the harness can still read."""
+
+    kind: Literal["stall_sink"] = "stall_sink"
+    at: Millis
+    duration: Millis
+
+    @model_validator(mode="after")
+    def _positive(self) -> "StallSink":
+        if self.duration <= 0:
+            raise ValueError("a stall_sink fault needs a duration of more than 0")
+        return self
+
+
+# The fault kinds built so far (issue: failure and restart, measured); the others named there are refused with
+# the list of these.
+Fault = Annotated[Union[StallSink], Field(discriminator="kind")]
+
+
 class Slo(Strict):
     """Service-level objectives; each is checked against one metric (docs/scenarios.md names it)."""
 
@@ -196,6 +216,8 @@ class Scenario(Strict):
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     slo: Slo = Slo()
     services: ServicesSpec = ServicesSpec()
+    # Injected into every engine run at their time after the load starts (harness/run/faults.py).
+    faults: list[Fault] = Field(default_factory=list)
 
     @field_validator("engines", mode="before")
     @classmethod
@@ -213,6 +235,10 @@ class Scenario(Strict):
         if self.warmup >= self.duration:
             raise ValueError(f"warmup ({format_duration(self.warmup)}) must be shorter than duration "
                              f"({format_duration(self.duration)})")
+        for i, f in enumerate(self.faults):
+            if f.at >= self.duration:
+                raise ValueError(f"faults[{i}].at ({format_duration(f.at)}) must fall inside the load "
+                                 f"(duration {format_duration(self.duration)})")
         load, q = self.load, self.query
         if load.out_of_order.fraction > 0 and load.out_of_order.max_delay >= q.watermark_delay:
             raise ValueError(

@@ -103,6 +103,22 @@ def text_cell(runs: list[EngineRun], text: Callable[[EngineRun], str | None], ba
     return cell
 
 
+def _faults(r: EngineRun) -> str | None:
+    """The faults as injected: kind, when after the load began and for how long (or why not)."""
+    if r.entry.faults is None:
+        return None
+    tb = r.time_base_ms
+    out = []
+    for f in r.entry.faults:
+        if f.fired_at_ms is None:
+            out.append(f"{f.kind}: {f.error or 'not fired'}")
+            continue
+        at = f" at +{(f.fired_at_ms - tb) / 1000:.1f} s" if tb is not None else ""
+        held = f" for {(f.ended_at_ms - f.fired_at_ms) / 1000:.1f} s" if f.ended_at_ms is not None else ""
+        out.append(f"{f.kind}{at}{held}" + (f" ({f.error})" if f.error else ""))
+    return "; ".join(out) or "none"
+
+
 def _kept_up(r: EngineRun) -> str | None:
     k = r.entry.keeping_up
     if k is None:
@@ -267,6 +283,9 @@ def headline(run: RunData) -> Table:
         return m is not None and num(m.counted_by_engine) != num(m.sent)
 
     row("Status", _status)
+    if run.scenario.faults:
+        row("Faults injected", lambda rs: text_cell(rs, _faults, lambda r: any(
+            f.error for f in r.entry.faults or [])))
     row("Kept up with the load", lambda rs: text_cell(rs, _kept_up, lambda r: r.kept_up is False))
     row("Generator kept to its schedule", lambda rs: text_cell(
         rs, _on_schedule, lambda r: r.entry.generator is not None and r.entry.generator.fell_behind))

@@ -312,6 +312,17 @@ class ClockReading(Section):
     uncertainty_ms: float = Field(description="half the round trip of the best of the readings")
 
 
+class FaultRecord(Section):
+    """One fault injected into the engine run (harness/run/faults.py); times are epoch ms on the harness's clock."""
+
+    kind: str
+    planned_at_ms: int = Field(description="time base + the fault's `at`")
+    fired_at_ms: Optional[int] = Field(None, description="when it took effect (None: it never did, see error)")
+    ended_at_ms: Optional[int] = None
+    detail: Optional[str] = Field(None, description="what it did")
+    error: Optional[str] = None
+
+
 class JvmProcess(Section):
     """One JVM the engine ran, as read from its command line once it was running."""
 
@@ -441,6 +452,8 @@ class EngineResult(Section):
     generator: Optional[GeneratorCheck] = None
     timing: Optional[Timing] = None
     cpu_idle_before: Optional[CpuIdleBefore] = None
+    faults: Optional[list[FaultRecord]] = Field(None, description="the scenario's faults as injected into this "
+                                                "engine run (None: the scenario has none)")
     jvms: Optional[list[JvmProcess]] = Field(None, description="the engine's JVMs once it was running, with their "
                                              "options (None: not read, as in results from before)")
     time_to_first_result_s: Optional[float] = None

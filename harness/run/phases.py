@@ -17,6 +17,7 @@ from harness.engines.protocol import Engine, EngineContext, EngineRefused, Plan
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.run.hooks import RunHooks
 from harness.run.load import LoadSession
+from harness.run.faults import FaultInjector
 from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
@@ -57,6 +58,7 @@ class EngineRun:
         self.ctx = EngineContext(run_id, self.load_id, repeat, scenario, planned.settings, bootstrap, dsn,
                                  self.load.topic, self.work_dir, planned.plan if isinstance(planned.plan, Plan) else None)
         self.monitor: Monitor | None = None
+        self.faults: FaultInjector | None = None
         self.entry = self.describe(status="starting")
         self.started_ms = 0
 
@@ -90,7 +92,11 @@ class EngineRun:
     def run_load(self) -> int:
         assert self.load.gen is not None
         self.monitor = Monitor(self.engine, self.ctx, self.load.gen, group=self.group, service_pids=self.service_pids)
-        return self.load.begin(heartbeat_until_ms=FOREVER_MS)
+        time_base = self.load.begin(heartbeat_until_ms=FOREVER_MS)
+        if self.scenario.faults:
+            self.faults = FaultInjector(self.scenario.faults, self.load.dsn, time_base,
+                                        say=lambda m: self.hooks.message(f"{self.name}: {m}")).start()
+        return time_base
 
     def wait(self, plan: Plan) -> tuple[str, int, int]:
         """Sample until every promised window holds its value ("complete"), the sink has been quiet for the
@@ -165,6 +171,8 @@ class EngineRun:
         timing.offset_applied_ms = clock.applied_offset(timing.clock_before, usable)
 
     def stop(self) -> None:
+        if self.faults is not None:
+            self.entry.faults = self.faults.stop()
         self.load.stop(join_s=0)
         try:
             self.engine.stop()
