@@ -226,11 +226,16 @@ _JAVA_VALUE_OPTS = {"-cp", "-classpath", "--class-path", "-p", "--module-path", 
                     "--patch-module", "--enable-native-access", "--source"}
 
 
+def is_java(cmdline: list[str]) -> bool:
+    """A java launcher's command line: argv[0]'s basename is `java`."""
+    return bool(cmdline) and os.path.basename(cmdline[0]) == "java"
+
+
 def jvm_options(cmdline: list[str]) -> list[str]:
     """The options of a java command line that decide its resources and behaviour: every -X... (-Xmx, -Xms,
     -Xss, -XX:...) and -javaagent... argument before the main class (or -jar/-m), in order. [] for a process
     that is not java (argv[0]'s basename is not `java`)."""
-    if not cmdline or os.path.basename(cmdline[0]) != "java":
+    if not is_java(cmdline):
         return []
     out: list[str] = []
     args = iter(cmdline[1:])

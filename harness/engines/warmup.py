@@ -52,14 +52,16 @@ class WarmupTopic:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, lines: list[list[str]]) -> None:
         from confluent_kafka import Producer
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient
+
+        from harness.stack.probes import kafka_conf
+        from harness.stack.topics import create_topic
 
         self.name = topic_name(topic)
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin = AdminClient(kafka_conf(bootstrap))
         parts = max(1, int(partitions))
-        self.admin.create_topics([NewTopic(self.name, num_partitions=parts, replication_factor=1)],
-                                 operation_timeout=30)[self.name].result(timeout=30)
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        create_topic(bootstrap, self.name, parts)   # returns once every partition has a leader
+        producer = Producer(kafka_conf(bootstrap, **{"linger.ms": 5}))
         self.records = 0
         for batch in lines:
             for i, line in enumerate(batch):

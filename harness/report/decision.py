@@ -157,13 +157,13 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
         chk.notes.append(f"borderline: within {band:.0%} of the threshold")
     if ok and chk.margin == 0 and metric not in (M.DUPS, M.WRONG, M.MISSING):
         chk.notes.append("exactly at the threshold")
-    boots = [M.run_bootstrap(r, metric) for r, _ in vals]
-    shaky = [b for b in boots if b is not None and b.unreliable]
-    if shaky:
-        closes = min(b.n_blocks for b in shaky)
+    shaky = [r for r, _ in vals if M.percentile_unreliable(r, metric)]
+    boots = [b for r in shaky if (b := M.run_bootstrap(r, metric)) is not None]
+    if boots:
+        closes = min(b.n_blocks for b in boots)
         chk.notes.append(f"{metric.percentile} unreliable: its 95% interval over {closes} window closes is wider "
                          "than ±10% of it")
-    elif any(b is None and metric.unreliable(r) for b, (r, _) in zip(boots, vals)):
+    elif shaky:
         # no raw samples (an older result): the sample-count rule
         n = min((metric.summary(r) or Percentiles()).count for r, _ in vals)
         need = min_samples_for(float((metric.percentile or "p0")[1:]))
@@ -479,11 +479,7 @@ def decision_record(run: RunData, s: DecisionSummary) -> str:
     elif measured_n and min(measured_n) < S.MIN_REPEATS:
         cav.append(f"Fewer than {S.MIN_REPEATS} repeats for some engine: no difference across repeats is called "
                    f"({S.NOT_ENOUGH}). Use --repeat {S.MIN_REPEATS} for a decision.")
-    def p99_unreliable(r: EngineRun) -> bool:
-        boot = M.run_bootstrap(r, M.P99)
-        return boot.unreliable if boot is not None else M.P99.unreliable(r)
-
-    shaky = sorted({r.name for r in run.runs if r.measured and p99_unreliable(r)})
+    shaky = sorted({r.name for r in run.runs if r.measured and M.percentile_unreliable(r, M.P99)})
     if shaky:
         cav.append(f"The p99 latency of {', '.join(f'`{e}`' for e in shaky)} is flagged unreliable: its 95% interval "
                    "over window closes is wider than ±10% of it. A longer run (more window closes) narrows it.")

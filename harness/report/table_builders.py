@@ -174,12 +174,7 @@ def _lat_n(r: EngineRun) -> str:
 
 
 def _unreliable(metric: M.Metric) -> Callable[[EngineRun], bool]:
-    """Flagged when the percentile's 95% interval over window closes is wider than ±10% of it; runs without raw
-    samples (old results) keep the sample-count rule."""
-    def flag(r: EngineRun) -> bool:
-        boot = M.run_bootstrap(r, metric)
-        return boot.unreliable if boot is not None else metric.unreliable(r)
-    return flag
+    return lambda r: M.percentile_unreliable(r, metric)
 
 
 def _win(r: EngineRun, read: Callable[[WindowSummary], V]) -> V | None:

@@ -147,6 +147,13 @@ def run_bootstrap(run: EngineRun, metric: Metric) -> S.BootstrapCI | None:
     return ci
 
 
+def percentile_unreliable(run: EngineRun, metric: Metric) -> bool:
+    """One engine run's percentile is unreliable when its 95% interval over window closes is wider than ±10% of
+    it; a run without raw samples (an older result) keeps the sample-count rule (Metric.unreliable)."""
+    boot = run_bootstrap(run, metric)
+    return boot.unreliable if boot is not None else metric.unreliable(run)
+
+
 def figure(runs: list[EngineRun], metric: Metric) -> Figure | None:
     """The metric over an engine's measured (complete) repeats, or None when none measured it."""
     measured = [r for r in runs if r.measured]

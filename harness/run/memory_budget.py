@@ -51,13 +51,18 @@ def gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
-def expected_events(scenario: Scenario) -> int:
-    """The events a scenario's load sends: its rate integrated over the duration (sampled, so a day-long
-    scenario costs no per-millisecond array)."""
+def sampled_rates(scenario: Scenario) -> np.ndarray:
+    """The load's rate (events/s) at the midpoints of at most 200,000 equal steps of its duration: every
+    millisecond for loads up to 200 s, so a day-long scenario costs no per-millisecond array."""
     d = scenario.duration
     n = int(min(d, 200_000))
     t = (np.arange(n, dtype=np.float64) + 0.5) * (d / n)
-    return int(math.ceil(float(rate_at(scenario.load.shape, scenario.load.rate, d, t).mean()) * d / 1000.0))
+    return rate_at(scenario.load.shape, scenario.load.rate, d, t)
+
+
+def expected_events(scenario: Scenario) -> int:
+    """The events a scenario's load sends: its rate integrated over the duration."""
+    return int(math.ceil(float(sampled_rates(scenario).mean()) * scenario.duration / 1000.0))
 
 
 def available_memory() -> tuple[int, str]:
@@ -117,10 +122,8 @@ def generator_ceiling(results_dir: Path | None = None) -> tuple[float, str] | No
 
 def peak_rate(scenario: Scenario) -> float:
     """The highest rate the load's shape reaches (events/s)."""
-    d = scenario.duration
-    n = int(min(d, 200_000))
-    t = (np.arange(n, dtype=np.float64) + 0.5) * (d / n)
-    return float(rate_at(scenario.load.shape, scenario.load.rate, d, t).max()) if n else 0.0
+    rates = sampled_rates(scenario)
+    return float(rates.max()) if rates.size else 0.0
 
 
 def rate_warning(scenario: Scenario, results_dir: Path | None = None) -> str | None:

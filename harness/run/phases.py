@@ -259,7 +259,7 @@ def jvm_processes(pids: list[int]) -> list[JvmProcess]:
                 cmd = p.cmdline()
             except psutil.Error:
                 continue
-            if p.pid not in seen and cmd and cmd[0].rsplit("/", 1)[-1] == "java":
+            if p.pid not in seen and environment.is_java(cmd):
                 seen[p.pid] = JvmProcess(pid=p.pid, options=environment.jvm_options(cmd))
     return list(seen.values())
 

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from harness.engines import warmup  # the same warm-up as every JVM engine's
+from harness.engines import fair, warmup  # the same defaults and warm-up as every JVM engine's
 from harness.records import HEARTBEAT_KEY  # the project is installed in the venv this job runs with
 ENGINE = "flink"
 
@@ -496,7 +496,7 @@ def run(cfg: dict[str, Any]) -> int:
         rest_port = int(cfg["rest_port"]) if cfg.get("rest_port") else free_port()
     metrics_file = Path(cfg["metrics_file"]) if cfg.get("metrics_file") else None
 
-    default_args = f"{cfg.get('jvm_args') or '-Xms256m -Xmx1g -XX:+UseSerialGC'} {BOUNDS_JVM_ARGS}"
+    default_args = f"{cfg.get('jvm_args') or fair.heap_flags(fair.HEAP) + ' ' + fair.COLLECTOR} {BOUNDS_JVM_ARGS}"
     os.environ["JVM_ARGS"] = f"{os.environ.get('JVM_ARGS', default_args)} {JAVA_OPENS}"
     if metrics_file is not None:
         # The JVM's log4j file (flink-*-python-*.log) goes beside the metrics file, not into the venv.
