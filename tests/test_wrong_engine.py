@@ -329,6 +329,9 @@ def test_cpu_per_engine_run_is_exact_where_cgroups_exist(misbehaving_run: tuple[
         # the interval ends when the answer settled: after the last send for every engine here
         assert cpu.until_ms_after_time_base is not None and cpu.until_ms_after_time_base > 0
         assert cpu.broker_cpu_seconds is not None and cpu.broker_cpu_seconds > 0
-        assert cpu.postgres_cpu_seconds is not None and cpu.postgres_cpu_seconds > 0
+        # PostgreSQL's share of a run this small is near one clock tick (10 ms), so one engine run may read 0
+        assert cpu.postgres_cpu_seconds is not None and cpu.postgres_cpu_seconds >= 0
+    if probe is not None:
+        assert sum(e.cpu_during_load.postgres_cpu_seconds or 0 for e in doc.engines if e.cpu_during_load) > 0
     leftovers = [p for p in cgroups.ROOT.glob(f"*/**/{cgroups.SUBTREE}/*") if p.is_dir() and doc.run_id in p.name]
     assert not leftovers, leftovers    # every engine run's group is removed when it stops
