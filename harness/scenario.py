@@ -162,11 +162,13 @@ class Query(Strict):
 
 class StallSink(Strict):
     """Backpressure: `LOCK TABLE ... IN SHARE MODE` on the sink tables (the results log and the malformed table)
-    from `at` after the load starts, for `duration`. Writers wait; the harness can still read."""
+    from `at` after the load starts, for `duration`. Writers wait; the harness can still read. `engines`: the
+    engines it is injected into (default: all)."""
 
     kind: Literal["stall_sink"] = "stall_sink"
     at: Millis
     duration: Millis
+    engines: list[str] | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> "StallSink":
@@ -175,9 +177,34 @@ class StallSink(Strict):
         return self
 
 
+RestartPolicy = Literal["checkpoint", "earliest", "latest", "committed", "timestamp"]
+RESTART_POLICIES: tuple[str, ...] = ("checkpoint", "earliest", "latest", "committed", "timestamp")
+
+
+class KillJob(Strict):
+    """SIGKILL every process of the engine at `at`, then after `restart_after` start it again through the
+    engine, reading from where `restart_policy` says: `checkpoint` (its own saved state and offsets),
+    `earliest`, `latest`, `committed` (the consumer group's offsets) or `timestamp` (`timestamp` after the load
+    starts). An engine that lacks the policy skips the fault, with its reason. `engines`: the engines it is
+    injected into (default: all)."""
+
+    kind: Literal["kill_job"] = "kill_job"
+    at: Millis
+    restart_after: Millis = 5000
+    restart_policy: RestartPolicy = "checkpoint"
+    timestamp: Millis | None = None
+    engines: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _timestamp_with_its_policy(self) -> "KillJob":
+        if (self.restart_policy == "timestamp") != (self.timestamp is not None):
+            raise ValueError("a kill_job fault takes `timestamp` with restart_policy: timestamp, and only with it")
+        return self
+
+
 # The fault kinds built so far (issue: failure and restart, measured); the others named there are refused with
 # the list of these.
-Fault = Annotated[Union[StallSink], Field(discriminator="kind")]
+Fault = Annotated[Union[StallSink, KillJob], Field(discriminator="kind")]
 
 
 class Slo(Strict):
@@ -239,6 +266,10 @@ class Scenario(Strict):
             if f.at >= self.duration:
                 raise ValueError(f"faults[{i}].at ({format_duration(f.at)}) must fall inside the load "
                                  f"(duration {format_duration(self.duration)})")
+            unknown = sorted(set(f.engines or []) - set(self.engines)) if self.engines else []
+            if unknown:
+                raise ValueError(f"faults[{i}].engines names {', '.join(unknown)}, not among the scenario's engines "
+                                 f"({', '.join(self.engines)})")
         load, q = self.load, self.query
         if load.out_of_order.fraction > 0 and load.out_of_order.max_delay >= q.watermark_delay:
             raise ValueError(

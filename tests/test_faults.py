@@ -18,7 +18,7 @@ def test_fault_kinds_and_times_are_validated() -> None:
     ok = Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "1s", "duration": "2s"}]))
     assert ok.faults[0].at == 1000 and ok.faults[0].duration == 2000
     with pytest.raises(ValidationError, match="stall_sink"):       # a kind not built yet names the ones that are
-        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_job", "at": "1s"}]))
+        Scenario.model_validate(scenario_dict(faults=[{"kind": "restart_broker", "at": "1s"}]))
     with pytest.raises(ValidationError, match="must fall inside the load"):
         Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "9s", "duration": "1s"}]))
     with pytest.raises(ValidationError, match="duration of more than 0"):
@@ -47,6 +47,14 @@ def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(sta
     # stall, far above the unstalled baseline's (well under a second here).
     lat = e["windows"]["event_to_result_ms"]
     assert lat["max"] >= 2500, lat
+    # The consumer waits on its INSERT, so it stops reading: the lag rises during the stall, and it recovers.
+    lags = [(r["wall_ms"], r["lag"]) for r in e["timeseries"] if r["lag"] is not None]
+    before = max(lag for t, lag in lags if t < fault["fired_at_ms"])
+    during = max(lag for t, lag in lags if fault["fired_at_ms"] <= t <= fault["ended_at_ms"])
+    assert during > 2 * before + 400, (before, during)              # more than a second of load (400/s) behind
+    assert fault["recovery_ms"] is not None and fault["recovery_note"] is None, fault
+    assert fault["ended_at_ms"] - fault["fired_at_ms"] <= fault["recovery_ms"] < 15_000, fault
+    assert fault["first_result_after_ms"] is not None and fault["first_result_after_ms"] >= 2900, fault
     from harness.report import build_report
 
     build_report(run_dir)

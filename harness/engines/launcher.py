@@ -46,6 +46,7 @@ class JobProcess:
         self.work_dir: Path | None = None
         self._created: float | None = None  # the process's create_time
         self._stopped = False
+        self._launch: dict[str, Any] = {}     # start()'s arguments, for relaunch()
 
     @property
     def log_file(self) -> Path:
@@ -59,6 +60,10 @@ class JobProcess:
     def start(self, cmd: list[str], work_dir: Path, config: dict[str, Any], *, cwd: Path | None = None,
               env: dict[str, str] | None = None, run_id: str | None = None, load_id: str | None = None) -> None:
         """Write work_dir/config.json and start `cmd work_dir/config.json` (cwd: the project root unless given)."""
+        self._launch = {"cmd": cmd, "work_dir": work_dir, "config": config, "cwd": cwd, "env": env,
+                        "run_id": run_id, "load_id": load_id}
+        if self.proc is not None and self.proc.poll() is not None:
+            processes.unregister(self.proc.pid)   # a restart after a kill: the old process is gone
         self.work_dir = work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
         cfg = work_dir / "config.json"
@@ -72,6 +77,13 @@ class JobProcess:
         self._stopped = False
         self._created = processes.register(self.proc.pid, self.what, run_id=run_id,
                                            load_id=load_id or config.get("load_id"), work_dir=str(work_dir))
+
+    def relaunch(self, changes: dict[str, Any]) -> None:
+        """Start the job again (after a kill), as it was started last, with these changes to its config."""
+        assert self._launch, "relaunch before start"
+        launch = dict(self._launch)
+        launch["config"] = {**launch["config"], **changes}
+        self.start(launch.pop("cmd"), launch.pop("work_dir"), launch.pop("config"), **launch)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

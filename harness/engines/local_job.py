@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engines.launcher import JobProcess
-from harness.engines.protocol import EngineBase, EngineContext, Position, S
+from harness.engines.protocol import EngineBase, EngineContext, Position, Restart, S
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import processes
 
@@ -20,6 +20,11 @@ class StatusFileJob(JobProcess):
 
     def launch(self, cmd: list[str], ctx: EngineContext[Any], config: dict[str, Any]) -> None:
         self.start(cmd, ctx.work_dir, config, run_id=ctx.run_id, load_id=ctx.load_id)
+
+    def relaunch(self, changes: dict[str, Any]) -> None:
+        """Start again after a kill; it runs again once it has written a new status file."""
+        self.status_file.unlink(missing_ok=True)
+        super().relaunch(changes)
 
     @property
     def status_file(self) -> Path:
@@ -56,6 +61,12 @@ class LocalJobEngine(EngineBase[S]):
 
     job: StatusFileJob
     stop_grace_s: float = 15
+    def restart_config(self, restart: Restart) -> dict[str, Any]:
+        """The job config's changes for this restart (the policy's start position)."""
+        return {}
+
+    def restart(self, restart: Restart) -> None:
+        self.job.relaunch(self.restart_config(restart))
 
     def wait_running(self, timeout_s: float) -> None:
         self.job.wait_running(timeout_s)

@@ -10,8 +10,9 @@ know about one comes from the engine's plan, its class attributes, or its folder
     engine_metrics()                            its own counters, kept in result.json
     stop()                                      idempotent, nothing left behind
 
-Room left for restarts with a policy and an engine's own fault points: they will join as optional methods
-that the harness asks for with hasattr, so an engine without them still satisfies this Protocol.
+Restarts are optional (Restartable, asked for with hasattr), so an engine without them still satisfies this
+Protocol: the harness kills the engine's processes itself (a fault is the harness acting, like the load), then
+asks the engine to start again under a restart policy.
 """
 
 from __future__ import annotations
@@ -105,6 +106,26 @@ class Position:
     records_in: int | None = None                             # source records read so far (a counter)
 
 
+@dataclass(frozen=True)
+class Restart:
+    """How a killed engine starts again: where it reads from, and the epoch ms for policy `timestamp`."""
+
+    policy: str                          # one of harness.scenario.RESTART_POLICIES
+    timestamp_ms: int | None = None
+    number: int = 1                      # the engine run's first restart is 1
+
+
+class Restartable(Protocol):
+    """The optional half of the Protocol that a `kill_job` fault needs."""
+
+    def restart_skip(self, policy: str, settings: Any) -> str | None:
+        """None when the engine, with these settings, can restart under `policy`; else why not (recorded)."""
+
+    def restart(self, restart: Restart) -> None:
+        """Start again after every process of the engine was SIGKILLed; wait_running() follows. No warm-up.
+        An engine may also have before_kill(): read its own state just before the kill (it is not warned)."""
+
+
 @runtime_checkable
 class Engine(Protocol[S]):
     name: str                            # its folder's name
@@ -164,8 +185,19 @@ class EngineBase(Generic[S]):
         if not cls.__dict__.get("display_name") and getattr(cls, "name", ""):
             cls.display_name = cls.name
 
+    # The restart policies (kill_job) an engine with a restart() has, and why it lacks the others.
+    restart_policies: ClassVar[frozenset[str]] = frozenset()
+    restart_refusals: ClassVar[dict[str, str]] = {}
+
     def versions(self) -> dict[str, str | None]:
         return {}
 
     def engine_metrics(self) -> dict[str, Any]:
         return {}
+
+    def restart_skip(self, policy: str, settings: Any) -> str | None:
+        """Restartable's question, answered from restart_policies and restart_refusals."""
+        if policy in self.restart_policies:
+            return None
+        return self.restart_refusals.get(policy) or (
+            f"{self.name} has no restart policy {policy} (it has: {', '.join(sorted(self.restart_policies)) or 'none'})")

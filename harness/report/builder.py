@@ -54,7 +54,9 @@ PLOT_CAPTIONS = {
                  "trigger or flush intervals. Shaded: warm-up, left out of the figures.",
     "throughput": "Top: records per second the engine read. Bottom: records on the topic it had not read yet. A "
                   "growing lag means it cannot keep up with this load; a saw-tooth of about a second's worth of "
-                  "records comes from counters the engine refreshes periodically, not from falling behind.",
+                  "records comes from counters the engine refreshes periodically, not from falling behind. A "
+                  "dashed line marks a fault in the engine's colour; the shaded span after it is its recovery time "
+                  "(while an engine is down after a kill its lag is not known and is not drawn).",
     "resources": "CPU cores busy (slope of CPU seconds) and resident memory of all the engine's processes.",
     "correctness": "Left: exact windows as a share of the promised answer. Right: the counts that should be zero.",
     "load": "What the generator was asked to send each second, what it handed to the producer and what the broker "
@@ -226,6 +228,13 @@ def report_context(run: RunData) -> dict[str, Any]:
                        "code to maintain. Lines of code: non-blank lines that are not comments or docstrings in "
                        "pipelines/<engine>/*.py, counted in the project as it is when the report is built (commit of "
                        f"the run: {_commit_sha(run) or 'not recorded'})."),
+        *([_table_section("faults", "Faults", [("", T.faults(run))],
+                          "Each fault the scenario injected, per engine run. Downtime: from the kill to reading the "
+                          "topic again. Recovery: from the fault until, for 10 s, the lag stays within max(2 x its "
+                          "pre-fault maximum, 1 s of load) and every window that lands has a latency within 1.5 x "
+                          "the pre-fault p99 (docs/faults.md). Duplicates and re-emissions are counted in the append "
+                          "log; wrong / missing / extra judge the final table against the promised answer. The lag "
+                          "timeline under Plots marks the faults.")] if run.scenario.faults else []),
         _table_section("not-run", "Engines skipped or failed", [], html=not_run_html(run)),
         *([_table_section("bad-windows", "Bad windows", [("", bad)],
                           "Windows whose final value is not the promised one, with both values (the first 10 of "
@@ -242,7 +251,8 @@ def report_context(run: RunData) -> dict[str, Any]:
     ]
     incomplete = incomplete_text(run)
     nav = [("headline-section", "Headline"), ("decision", "Decision"), ("plots", "Plots"),
-           ("latency-floor", "Latency floor"), ("moving-parts", "Moving parts"), ("not-run", "Skipped/failed"),
+           ("latency-floor", "Latency floor"), ("moving-parts", "Moving parts"),
+           *([("faults", "Faults")] if run.scenario.faults else []), ("not-run", "Skipped/failed"),
            ("all-runs", "Every run"), ("scenario", "Scenario & machine"), ("definitions", "Definitions")]
     if any(sec["id"] == "bad-windows" for sec in sections):
         nav.insert(nav.index(("not-run", "Skipped/failed")) + 1, ("bad-windows", "Bad windows"))

@@ -105,6 +105,20 @@ def _warmup(ax: Any, items: list[Item]) -> None:
                 color="#555555")
 
 
+def _faults(ax: Any, items: list[Item]) -> None:
+    """Each fault that fired as a dashed line in its engine's colour, its recovery interval shaded."""
+    for it in items:
+        tb = it.run.time_base_ms
+        for f in (it.run.entry.faults or []) if tb is not None else []:
+            if f.fired_at_ms is None:
+                continue
+            x = (f.fired_at_ms - tb) / 1000
+            ax.axvline(x, color=it.colour, ls="--", lw=1)
+            ax.text(x, 0.98, f" {f.kind}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color=it.colour)
+            if f.recovery_ms is not None:
+                ax.axvspan(x, x + f.recovery_ms / 1000, color=it.colour, alpha=0.08, lw=0)
+
+
 # -- latency -----------------------------------------------------------------------------------------------
 def latency_cdf(items: list[Item], slo_p99_ms: float | None = None, slo_p50_ms: float | None = None) -> bytes | None:
     """CDF of event-to-result latency per window (warm-up excluded), log-scale x."""
@@ -216,6 +230,7 @@ def throughput_lag(items: list[Item]) -> bytes | None:
         return None
     for ax in (a1, a2):
         _warmup(ax, items)
+        _faults(ax, items)
     a1.set_ylabel("records/s read")
     a1.set_title("Throughput in (slope over a sliding 3 s window) and lag")
     a2.set_ylabel("lag (records)")

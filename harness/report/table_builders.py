@@ -111,11 +111,12 @@ def _faults(r: EngineRun) -> str | None:
     out = []
     for f in r.entry.faults:
         if f.fired_at_ms is None:
-            out.append(f"{f.kind}: {f.error or 'not fired'}")
+            out.append(f"{f.kind}: {f'skipped ({f.skipped})' if f.skipped else f.error or 'not fired'}")
             continue
         at = f" at +{(f.fired_at_ms - tb) / 1000:.1f} s" if tb is not None else ""
         held = f" for {(f.ended_at_ms - f.fired_at_ms) / 1000:.1f} s" if f.ended_at_ms is not None else ""
-        out.append(f"{f.kind}{at}{held}" + (f" ({f.error})" if f.error else ""))
+        policy = f" ({f.restart_policy})" if f.restart_policy else ""
+        out.append(f"{f.kind}{policy}{at}{held}" + (f" ({f.error})" if f.error else ""))
     return "; ".join(out) or "none"
 
 
@@ -355,6 +356,32 @@ def repeats(run: RunData) -> Table:
         if _unreliable(M.P99)(r):
             cells[2].add("unreliable", UNRELIABLE_TIP)
         t.rows.append(Row(r.label, cells))
+    return t
+
+
+def faults(run: RunData) -> Table:
+    """One line per fault per engine run: what it did, how long the engine was down, how it recovered, and what
+    the final table and the log show (duplicates and windows lost or wrong against the promised answer)."""
+    t = Table(["run", "fault", "policy", "at", "downtime s", "first result after s", "recovery s", "duplicates",
+               "re-emitted", "wrong / missing / extra", "note"])
+
+    def secs(ms: int | None) -> str:
+        return "–" if ms is None else f"{ms / 1000:.1f}"
+
+    for r in run.runs:
+        c, w, tb = r.correctness, r.entry.windows, r.time_base_ms
+        for f in r.entry.faults or []:
+            at = "–" if f.fired_at_ms is None or tb is None else f"+{(f.fired_at_ms - tb) / 1000:.1f} s"
+            cells = [Cell(f.kind), Cell(f.restart_policy or "–"), Cell(at), Cell(secs(f.downtime_ms)),
+                     Cell(secs(f.first_result_after_ms)), Cell(secs(f.recovery_ms)),
+                     Cell(str(w.duplicates) if w else "–"), Cell(str(w.re_emissions) if w else "–"),
+                     Cell(f"{c.wrong} / {c.missing} / {c.extra}" if c else "–"),
+                     Cell(f.skipped and f"skipped: {f.skipped}" or f.error or f.recovery_note or "")]
+            if f.skipped or f.error:
+                cells[-1].add("warn")
+            if c and (c.wrong or c.missing or c.extra):
+                cells[8].add("bad")
+            t.rows.append(Row(r.label, cells))
     return t
 
 

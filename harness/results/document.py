@@ -281,7 +281,10 @@ class WindowSummary(Section):
 
 class MalformedCount(Section):
     sent: int
-    counted_by_engine: Optional[int] = None
+    counted_by_engine: Optional[int] = Field(None, description="distinct (partition, offset) pairs the engine "
+                                             "wrote to harness_malformed")
+    rows_written: Optional[int] = Field(None, description="rows it wrote there: more than counted when a replay "
+                                        "wrote a record's row again")
 
 
 class Throughput(Section):
@@ -321,6 +324,17 @@ class FaultRecord(Section):
     ended_at_ms: Optional[int] = None
     detail: Optional[str] = Field(None, description="what it did")
     error: Optional[str] = None
+    skipped: Optional[str] = Field(None, description="why this engine run did not get the fault (never fired)")
+    restart_policy: Optional[str] = None
+    killed_pids: list[int] = Field(default_factory=list)
+    registered_pids: list[int] = Field(default_factory=list, description="kill_job: the load's processes in the "
+                                       "process registry once the restarted engine ran")
+    restarted_at_ms: Optional[int] = Field(None, description="kill_job: when the harness asked the engine to start")
+    running_again_ms: Optional[int] = Field(None, description="kill_job: when the engine read its topic again")
+    downtime_ms: Optional[int] = Field(None, description="kill_job: from the kill to running again")
+    first_result_after_ms: Optional[int] = Field(None, description="from the fault to the first sink row after it")
+    recovery_ms: Optional[int] = Field(None, description="from the fault to recovered (docs/faults.md)")
+    recovery_note: Optional[str] = Field(None, description="why recovery_ms is missing, or how it was bounded")
 
 
 class JvmProcess(Section):

@@ -1,59 +1,114 @@
 """Faults injected into an engine run on the scenario's schedule (`faults:`), each recorded with when it was meant
 to fire, when it fired and ended, and what it did, so the run's figures can be read against it.
 
-Built so far: `stall_sink`, backpressure from the database. A thread takes `LOCK TABLE ... IN SHARE MODE` on
-the sink tables at time base + `at` and holds it for `duration`: every engine's INSERTs wait, while the
-harness's own reads (the monitor, the completion check) go on. The run is judged like any other.
+- `stall_sink`, backpressure from the database: a thread takes `LOCK TABLE ... IN SHARE MODE` on the sink
+  tables at time base + `at` and holds it for `duration`. Every engine's INSERTs wait, while the harness's own
+  reads (the monitor, the completion check) go on.
+- `kill_job`, a crash: every process of the engine (and their children) gets SIGKILL at once. After
+  `restart_after` the engine is asked to start again under the fault's restart policy (Restartable), and the
+  fault ends when it reads its topic again. An engine without that policy skips the fault, with its reason.
+
+The run is judged like any other; the settle interval starts only once every fault has ended.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import psycopg
 
+from harness.engines.protocol import Engine, Restart
 from harness.results.document import FaultRecord
-from harness.scenario import Fault, StallSink
+from harness.scenario import Fault, KillJob, StallSink
+from harness.stack import processes
 
 SINK_TABLES = ("harness_results_log", "harness_malformed")
+# Policies whose promised answer differs from ground truth's (events are skipped on purpose); until the harness
+# computes that answer they are skipped rather than judged against the wrong one.
+UNJUDGED_POLICIES = ("latest", "timestamp")
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def applies(fault: Fault, engine: str) -> bool:
+    return fault.engines is None or engine in fault.engines
+
+
+def skip_reason(fault: Fault, engine: Engine[Any], settings: Any) -> str | None:
+    """Why this engine run cannot get the fault (recorded, never a silent substitute); None when it can."""
+    if isinstance(fault, KillJob):
+        if fault.restart_policy in UNJUDGED_POLICIES:
+            return (f"restart_policy {fault.restart_policy}: the answer it promises (what was emitted before the kill, "
+                    "plus ground truth from the records at or after the offsets the restart read from) is not "
+                    "computed by the harness yet, so the run could not be judged")
+        if not hasattr(engine, "restart") or not hasattr(engine, "restart_skip"):
+            return f"{engine.name} cannot be restarted by the harness (no restart in its engine class)"
+        return engine.restart_skip(fault.restart_policy, settings)  # type: ignore[attr-defined]
+    return None
+
+
 class FaultInjector:
     """One thread for a load's faults, started when the load's time base is known; stop() ends a fault still
-    running (releasing its lock) and returns the records."""
+    running (releasing its lock) and returns the records. `down` is true from a kill until the engine runs
+    again, when the engine's processes are gone on purpose."""
 
-    def __init__(self, faults: list[Fault], dsn: str, time_base_ms: int, say: Any = None) -> None:
-        self.faults = sorted(faults, key=lambda f: f.at)
-        self.dsn = dsn
-        self.time_base_ms = time_base_ms
+    def __init__(self, faults: list[Fault], dsn: str, time_base_ms: int, *, engine: Engine[Any], settings: Any,
+                 load_id: str, start_timeout_s: float, say: Callable[[str], None] | None = None) -> None:
+        self.load_id = load_id
+        mine = sorted((f for f in faults if applies(f, engine.name)), key=lambda f: f.at)
+        self.dsn, self.time_base_ms, self.engine, self.start_timeout_s = dsn, time_base_ms, engine, start_timeout_s
         self.say = say or (lambda _msg: None)
-        self.records = [FaultRecord(kind=f.kind, planned_at_ms=time_base_ms + f.at) for f in self.faults]
+        self.faults: list[tuple[Fault, FaultRecord]] = []
+        for f in mine:
+            rec = FaultRecord(kind=f.kind, planned_at_ms=time_base_ms + f.at,
+                              restart_policy=f.restart_policy if isinstance(f, KillJob) else None)
+            rec.skipped = skip_reason(f, engine, settings)
+            if rec.skipped:
+                self.say(f"fault {f.kind} skipped: {rec.skipped}")
+            self.faults.append((f, rec))
+        self.records = [rec for _, rec in self.faults]
+        self.down = False
+        self._restarts = 0
+        self._busy = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "FaultInjector":
-        if self.faults:
+        if any(rec.skipped is None for _, rec in self.faults):
             self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
             self._thread.start()
         return self
 
+    def busy_until_ms(self) -> int:
+        """When the last fault that fired ended (now while one is still going, or still to come)."""
+        if self._busy or any(rec.skipped is None and rec.fired_at_ms is None and rec.error is None
+                             for _, rec in self.faults):
+            return now_ms()
+        return max((rec.ended_at_ms or 0 for _, rec in self.faults), default=0)
+
     def _run(self) -> None:
-        for fault, rec in zip(self.faults, self.records):
+        for fault, rec in self.faults:
+            if rec.skipped:
+                continue
             if self._stop.wait(max(0.0, (rec.planned_at_ms - now_ms()) / 1000)):
                 rec.error = "not fired: the engine run ended first"
                 continue
+            self._busy = True
             try:
                 if isinstance(fault, StallSink):
                     self._stall_sink(fault, rec)
+                elif isinstance(fault, KillJob):
+                    self._kill_job(fault, rec)
             except Exception as exc:  # a fault that could not be injected is recorded, never a crash
                 rec.error = f"{type(exc).__name__}: {exc}"
                 self.say(f"fault {fault.kind} failed: {rec.error}")
+            finally:
+                rec.ended_at_ms = rec.ended_at_ms or (now_ms() if rec.fired_at_ms else None)
+                self.down = self._busy = False     # a restart that failed leaves the engine not alive: failed
 
     def _stall_sink(self, fault: StallSink, rec: FaultRecord) -> None:
         with psycopg.connect(self.dsn, connect_timeout=5) as conn:
@@ -66,8 +121,39 @@ class FaultInjector:
         rec.detail = (f"LOCK TABLE {', '.join(SINK_TABLES)} IN SHARE MODE held "
                       f"{(rec.ended_at_ms - rec.fired_at_ms) / 1000:.2f} s")
 
+    def _kill_job(self, fault: KillJob, rec: FaultRecord) -> None:
+        procs = processes.with_children(self.engine.pids())
+        if not procs:
+            raise RuntimeError("the engine had no process left to kill")
+        if hasattr(self.engine, "before_kill"):
+            try:   # the engine's state just before the crash (Flink: its newest checkpoint); it is not warned
+                self.engine.before_kill()
+            except Exception as exc:
+                self.say(f"fault kill_job: reading the engine's state before the kill failed: {exc}")
+        self.down = True
+        rec.fired_at_ms = now_ms()
+        rec.killed_pids = processes.kill_all(procs)
+        self.say(f"fault kill_job: SIGKILL to {len(rec.killed_pids)} processes; restart ({fault.restart_policy}) "
+                 f"in {fault.restart_after / 1000:g} s")
+        if self._stop.wait(fault.restart_after / 1000):
+            rec.detail = "killed; the engine run ended before the restart"
+            return
+        self._restarts += 1
+        ts = self.time_base_ms + fault.timestamp if fault.timestamp is not None else None
+        rec.restarted_at_ms = now_ms()
+        self.engine.restart(Restart(fault.restart_policy, ts, self._restarts))  # type: ignore[attr-defined]
+        self.engine.wait_running(self.start_timeout_s)
+        rec.running_again_ms = rec.ended_at_ms = now_ms()
+        rec.registered_pids = sorted(int(e["pid"]) for e in processes.registered() if e.get("load_id") == self.load_id)
+        rec.downtime_ms = rec.running_again_ms - rec.fired_at_ms
+        self.down = False
+        self.say(f"fault kill_job: running again after {rec.downtime_ms / 1000:.1f} s ({fault.restart_policy})")
+        rec.detail = (f"SIGKILL to {len(rec.killed_pids)} processes; restarted from {fault.restart_policy} after "
+                      f"{fault.restart_after / 1000:g} s; reading its topic again "
+                      f"{(rec.running_again_ms - rec.restarted_at_ms) / 1000:.1f} s after the restart")
+
     def stop(self) -> list[FaultRecord]:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=60)
         return self.records

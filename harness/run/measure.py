@@ -12,11 +12,11 @@ import psycopg
 from harness import groundtruth
 from harness.engines.protocol import Plan
 from harness.loadgen.generator import SendStats
-from harness.metrics import keeping_up, send_delay
+from harness.metrics import keeping_up, recovery, send_delay
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
 from harness.metrics.stats import percentiles
-from harness.results.document import (CpuDuringLoad, EngineResult, Lag, MalformedCount, Percentiles, Throughput,
+from harness.results.document import (CpuDuringLoad, EngineResult, FaultRecord, Lag, MalformedCount, Percentiles, Throughput,
                                       Timing, WindowSummary)
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
@@ -26,12 +26,13 @@ from harness.storage.results import ResultFile
 
 def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, load_id: str, time_base_ms: int,
             started_ms: int, truth: groundtruth.GroundTruth, stats: SendStats, rows: list[dict[str, Any]],
-            results: ResultFile, answer_ms: int | None = None, cpu_method: str = "sampled") -> None:
+            results: ResultFile, answer_ms: int | None = None, cpu_method: str = "sampled",
+            faults: list[FaultRecord] | None = None) -> None:
     """Fill in the entry's measured sections."""
     with psycopg.connect(dsn) as conn:
         log = sink_tables.read_log(conn, load_id)
         final = sink_tables.read_final(conn, load_id)
-        malformed_counted = sink_tables.count_malformed(conn, load_id)
+        malformed_counted, malformed_rows = sink_tables.count_malformed(conn, load_id)
         commit_times = sink_tables.commit_times_available(conn)
     if entry.timing is None:
         entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS)
@@ -50,7 +51,8 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.cpu_during_load = CpuDuringLoad.model_validate(
         flow.cpu_during_load(rows, time_base_ms, until, stats.sent, method=cpu_method))
     entry.windows = WindowSummary.model_validate(rep.summary)
-    entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted)
+    entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted,
+                                     rows_written=malformed_rows)
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))
     entry.keeping_up = keeping_up.judge(
         rows, a, b, trigger_interval_ms=plan.max_trigger_interval_ms,
@@ -58,7 +60,23 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.lag = Lag.model_validate(flow.lag(rows))
     entry.generator = send_delay.judge(stats.summary()["send_delay_ms"]["p99"],  # type: ignore[index]
                                        entry.windows.event_to_result_ms.p50)
+    entry.faults = judge_faults(faults or [], rows, rep.per_window, log[window_metrics.SINK_TIME] if len(log) else [],
+                                rate_per_s=stats.sent / max(1.0, scenario.duration / 1000))
     entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
+
+
+def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_window: pd.DataFrame, sink_times: Any,
+                 *, rate_per_s: float) -> list[FaultRecord]:
+    """Each fault that fired gets its time to first result and its recovery time (harness/metrics/recovery.py)."""
+    for f in faults:
+        if f.fired_at_ms is None:
+            continue
+        # after a restart, from when it was asked to start: its tasks may emit before it reports them all running
+        f.first_result_after_ms = recovery.first_result_after(sink_times, f.restarted_at_ms or f.fired_at_ms,
+                                                              f.fired_at_ms)
+        rec = recovery.recovery(rows, per_window, f.fired_at_ms, rate_per_s)
+        f.recovery_ms, f.recovery_note = rec.recovery_ms, rec.note
+    return faults
 
 
 def sink_times(log: pd.DataFrame, timing: Timing, commit_times: bool) -> pd.DataFrame:

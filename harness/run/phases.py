@@ -22,7 +22,7 @@ from harness.run.measure import measure
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
-from harness.metrics import cgroups, cpu_idle
+from harness.metrics import cgroups, cpu_idle, recovery
 from harness import environment
 from harness.results.document import (Capabilities, CpuIdleBefore, EngineResult, EngineStatus, JvmProcess, Resources,
                                       Sample, Timing)
@@ -94,7 +94,9 @@ class EngineRun:
         self.monitor = Monitor(self.engine, self.ctx, self.load.gen, group=self.group, service_pids=self.service_pids)
         time_base = self.load.begin(heartbeat_until_ms=FOREVER_MS)
         if self.scenario.faults:
-            self.faults = FaultInjector(self.scenario.faults, self.load.dsn, time_base,
+            self.faults = FaultInjector(self.scenario.faults, self.load.dsn, time_base, engine=self.engine,
+                                        settings=self.planned.settings, load_id=self.load_id,
+                                        start_timeout_s=START_TIMEOUT_S,
                                         say=lambda m: self.hooks.message(f"{self.name}: {m}")).start()
         return time_base
 
@@ -115,7 +117,7 @@ class EngineRun:
                 last_rows, changed_ms = row["rows_out"], row["wall_ms"]
             self.answer_ms = changed_ms
             self.load.raise_if_failed()
-            if not self.engine.alive():
+            if not self.engine.alive() and not (self.faults is not None and self.faults.down):
                 self.entry.error = f"the {self.name} pipeline stopped during the run; see {self.work_dir}"
                 return "failed", matched, total
             if self.load.truth is None and self.load.load_done:
@@ -129,14 +131,17 @@ class EngineRun:
                 deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if self.load.truth is not None:
                 matched, total = self.monitor.matching(self.load.truth.windows[plan.promised_answer])
-                if matched == total:
+                if matched == total and (self.faults is None or self.faults.busy_until_ms() < row["wall_ms"]):
                     return "complete", matched, total
-                if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms) >= quiet_ms:
+                # after a fault, the settle interval starts once it has ended (the engine runs again, the lock
+                # is released)
+                faults_end = self.faults.busy_until_ms() if self.faults is not None else 0
+                if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms, faults_end) >= quiet_ms:
                     self.entry.error = (f"{total - matched} of {total} windows do not hold their promised value; the "
                                         f"sink was quiet for {quiet_ms / 1000:g} s after every window should have "
                                         f"closed, so the run is judged as it stands")
                     return "settled", matched, total
-                if deadline_ms is not None and row["wall_ms"] > deadline_ms:
+                if deadline_ms is not None and row["wall_ms"] > max(deadline_ms, faults_end + WAIT_GRACE_MS):
                     self.entry.error = (f"{total - matched} of {total} windows did not hold their promised value "
                                            f"by the deadline (last send + window + watermark delay + trigger "
                                            f"interval + {WAIT_GRACE_MS // 1000} s)")
@@ -144,8 +149,20 @@ class EngineRun:
             self.hooks.monitor(self.name, {**row, "windows_matched": matched, "windows_expected": total})
             time.sleep(SAMPLE_S)
 
+    def watch_recovery(self) -> None:
+        """After a fault, sample one recovery span more once the answer is in, so recovery can be seen even
+        when the fault ended near the end of the load (harness/metrics/recovery.py)."""
+        assert self.monitor is not None
+        if self.faults is None or not any(r.fired_at_ms for r in self.faults.records):
+            return
+        end = now_ms() + recovery.RECOVERY_HOLD_MS + 1000
+        while now_ms() < end and self.engine.alive():
+            self.monitor.sample()
+            time.sleep(SAMPLE_S)
+
     def measure(self, plan: Plan, status: str) -> None:
         assert self.monitor is not None
+        self.watch_recovery()
         time.sleep(SETTLE_S)
         self.monitor.sample()
         self.entry.engine_metrics = _metrics(self.engine.engine_metrics)
@@ -158,7 +175,8 @@ class EngineRun:
         measure(self.entry, plan=plan, scenario=self.scenario, dsn=self.load.dsn, load_id=self.load_id,
                                   time_base_ms=tb, started_ms=self.started_ms, truth=truth, stats=stats,
                 rows=self.monitor.rows, results=self.results, answer_ms=self.answer_ms,
-                cpu_method=self.group.method if self.group is not None else "sampled")
+                cpu_method=self.group.method if self.group is not None else "sampled",
+                faults=self.faults.records if self.faults is not None else None)
         self.entry.status = status
 
     def read_clock_after(self) -> None:

@@ -87,6 +87,19 @@ def terminate_all(procs: list[psutil.Process], timeout: float = 20.0) -> None:
     psutil.wait_procs(still, timeout=5)
 
 
+def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> list[int]:
+    """SIGKILL each process still running, at once and without warning (a crash, not a stop); returns the pids
+    killed, once they are gone."""
+    procs = [p for p in procs if _running(p)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=timeout)
+    return [p.pid for p in procs]
+
+
 def pids_from_files(pid_dir: Path) -> list[int]:
     """Live processes named in the *.pid files of a folder (Flink's and Spark's daemon scripts write them)."""
     out = []

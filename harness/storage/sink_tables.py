@@ -220,8 +220,13 @@ def count_final_matching(conn: psycopg.Connection, load_id: str, answer: str) ->
     return int(row[0]), int(row[1])  # type: ignore[index]
 
 
-def count_malformed(conn: psycopg.Connection, load_id: str) -> int:
-    return int(conn.execute("SELECT count(*) FROM harness_malformed WHERE load_id = %s", (load_id,)).fetchone()[0])  # type: ignore[index]
+def count_malformed(conn: psycopg.Connection, load_id: str) -> tuple[int, int]:
+    """(distinct (partition, offset) pairs, rows): a replay writes a malformed record's row again, and it is
+    still one record."""
+    row = conn.execute("SELECT count(DISTINCT (kafka_partition, kafka_offset)), count(*) FROM harness_malformed "
+                       "WHERE load_id = %s", (load_id,)).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def log_rows_since(conn: psycopg.Connection, load_id: str) -> int:

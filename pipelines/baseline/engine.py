@@ -12,7 +12,7 @@ from pydantic import Field
 
 from harness.engines.launcher import job_config
 from harness.engines.local_job import LocalJobEngine, StatusFileJob
-from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Skip
+from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Restart, Skip
 from harness.scenario import Scenario
 
 
@@ -29,6 +29,10 @@ class BaselineEngine(LocalJobEngine[BaselineSettings]):
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
                                 allowed_lateness=False, emits="final")
     settings_model = BaselineSettings
+    restart_policies = frozenset({"earliest", "latest", "timestamp"})
+    restart_refusals = {
+        "checkpoint": "the baseline keeps its open windows in memory and saves no checkpoint",
+        "committed": "the baseline commits no consumer-group offsets"}
 
     def __init__(self) -> None:
         self.job = StatusFileJob("baseline job")
@@ -48,6 +52,10 @@ class BaselineEngine(LocalJobEngine[BaselineSettings]):
     def start(self, ctx: EngineContext[BaselineSettings]) -> None:
         self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx,
                         job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
+
+    def restart_config(self, restart: Restart) -> dict[str, Any]:
+        start: Any = {"timestamp": restart.timestamp_ms} if restart.policy == "timestamp" else restart.policy
+        return {"start_offsets": start}
 
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()

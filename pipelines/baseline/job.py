@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 from harness.records import is_heartbeat, parse
 from harness.stack.probes import kafka_conf
@@ -109,7 +109,7 @@ def main(config_path: str) -> int:
     consumer = Consumer(kafka_conf(cfg["bootstrap"], **{
         "group.id": f"harness-{cfg['load_id']}", "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 10}))
-    consumer.assign([TopicPartition(cfg["topic"], p, 0) for p in parts])
+    consumer.assign(start_positions(consumer, cfg["topic"], parts, cfg.get("start_offsets", "earliest")))
     conn = psycopg.connect(cfg["dsn"])
     win = Windows(cfg["window"])
     wm_delay = cfg["watermark_delay_ms"]
@@ -162,6 +162,19 @@ def main(config_path: str) -> int:
     consumer.close()
     conn.close()
     return 0
+
+
+def start_positions(consumer: Consumer, topic: str, parts: list[int], start: Any) -> list[TopicPartition]:
+    """Where to read from: "earliest" (the first run), "latest" or {"timestamp": epoch ms} (a restart)."""
+    if start == "earliest":
+        return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
+    if start == "latest":
+        return [TopicPartition(topic, p, OFFSET_END) for p in parts]
+    if isinstance(start, dict) and isinstance(start.get("timestamp"), int):
+        found = consumer.offsets_for_times([TopicPartition(topic, p, start["timestamp"]) for p in parts], timeout=10)
+        # a partition with no record at or after the timestamp gets -1: read from its end
+        return [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
+    raise ValueError(f"start_offsets: expected earliest, latest or {{'timestamp': ms}}, got {start!r}")
 
 
 def _write_status(path: Path, offsets: dict[int, int], counters: dict[str, int], watermark: int) -> None:

@@ -36,6 +36,13 @@ class BatchEngine(LocalJobEngine[BatchSettings]):
     # The default (an hourly job) suits benchmarks, not tests.
     test_settings = {"interval": "2s"}
 
+    # Its offsets commit with its results in PostgreSQL, so a restarted scheduler goes on from the last run that
+    # committed: that is its checkpoint, and the only start it has. Its config is unchanged (started_ms too: a
+    # kill before the first commit must not make the windows before the restart look computed).
+    restart_policies = frozenset({"checkpoint"})
+    restart_refusals = {p: "the batch job always starts from the offsets it committed with its last results "
+                           "(restart_policy: checkpoint)" for p in ("earliest", "latest", "committed", "timestamp")}
+
     def __init__(self) -> None:
         self.job = StatusFileJob("batch scheduler")
 

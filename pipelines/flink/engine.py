@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -19,7 +20,7 @@ from harness.durations import Millis
 from harness.engines import fair
 from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
-from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Position, Skip
+from harness.engines.protocol import Capabilities, EngineContext, EngineSettings, Plan, Position, Restart, Skip
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, net, processes
@@ -71,6 +72,9 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
     capabilities = Capabilities(window_types=frozenset({"tumbling", "sliding", "session"}), triggers=("continuous",),
                                 allowed_lateness=False, emits="final")
     settings_model = FlinkSettings
+    # latest and timestamp start reading elsewhere; committed reads the group offsets the source commits (on each
+    # checkpoint, or by the consumer's auto-commit without checkpoints).
+    restart_policies = frozenset({"checkpoint", "earliest", "latest", "committed", "timestamp"})
     # The JDBC sink's flush timer bounds every result's latency from below (Flink's default: 1 s).
     low_latency = {"sink_flush_interval": "200ms"}
 
@@ -82,6 +86,10 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         self._job: str | None = None
         self._source_vertex: str | None = None
         self._warmup: Any = None
+        self._killed_jobs: list[str | None] = []   # the jobs a kill_job ended, oldest first
+        self._restored: list[dict[str, Any]] = []  # the checkpoints restarts restored, with their trigger time
+        self._last_checkpoint: dict[str, Any] | None = None
+        self._checkpoint_read_at = 0.0
 
     # -- description -------------------------------------------------------------------------------------
     def plan(self, scenario: Scenario, settings: FlinkSettings) -> Plan | Skip:
@@ -128,7 +136,7 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
             jdbc_url=f"jdbc:postgresql://{host}:{port}/{db}", jdbc_user=urllib.parse.unquote(user),
             jdbc_password=urllib.parse.unquote(password),
             idle_timeout_ms=s.idle_timeout, parallelism=s.parallelism, checkpoint_interval_ms=s.checkpoint_interval,
-            checkpoint_mode=s.checkpoint_mode,
+            checkpoint_mode=s.checkpoint_mode, checkpoint_dir=str(ctx.work_dir / "checkpoints"),
             start_offsets={"timestamp": s.start_timestamp} if s.start_offsets == "timestamp" else s.start_offsets,
             buffer_timeout_ms=s.buffer_timeout, watermark_interval_ms=s.watermark_interval,
             sink_flush_interval_ms=s.sink_flush_interval, sink_batch_size=s.sink_batch_size,
@@ -139,6 +147,48 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
             metrics_file=str(ctx.work_dir / "job.json"))
         self.job.start([sys.executable, str(paths.pipelines_dir() / "flink" / "job.py")], ctx.work_dir, cfg,
                        cwd=ctx.work_dir, run_id=ctx.run_id, load_id=ctx.load_id)
+
+    def restart_skip(self, policy: str, settings: Any) -> str | None:
+        if settings.mode != "mini":
+            return ("kill_job is built for mode: mini (one JVM); in session mode the JobManager and TaskManager "
+                    "would need starting again and the job resubmitting, which the harness does not do yet")
+        if policy == "checkpoint" and not settings.checkpoint_interval:
+            return "restart_policy checkpoint needs checkpoints: set checkpoint_interval (Flink takes none by default)"
+        return super().restart_skip(policy, settings)
+
+    def newest_checkpoint(self) -> Path | None:
+        """The newest completed checkpoint of the job that was killed (a chk-N folder holding _metadata)."""
+        if self.ctx is None or self._job is None:
+            return None
+        done = [d for d in (self.ctx.work_dir / "checkpoints" / self._job).glob("chk-*") if (d / "_metadata").exists()]
+        return max(done, key=lambda d: int(d.name.split("-", 1)[1]), default=None)
+
+    def before_kill(self) -> None:
+        self._checkpoint_read_at = 0.0
+        self._track_checkpoint()
+
+    def restart(self, restart: Restart) -> None:
+        assert self.ctx is not None
+        changes: dict[str, Any] = {"warmup_batches": 0, "rest_port": net.free_port() if self.ctx.settings.mode == "mini"
+                                   else None, "recover_from": None}
+        if restart.policy == "checkpoint":
+            chk = self.newest_checkpoint()
+            if chk is None:
+                raise HarnessError(f"restart_policy checkpoint: the killed job {self._job} left no completed checkpoint "
+                                   f"under {self.ctx.work_dir / 'checkpoints'}", exit_code=EXIT_FAILED)
+            changes["recover_from"] = str(chk)
+            known = self._last_checkpoint or {}
+            same = known.get("job_id") == self._job and f"chk-{known.get('id')}" == chk.name
+            self._restored.append({"path": str(chk), "id": int(chk.name.split("-", 1)[1]),
+                                   "trigger_ms": known.get("trigger_ms") if same else None,
+                                   "completed_ms": known.get("completed_ms") if same else None})
+        else:
+            changes["start_offsets"] = ({"timestamp": restart.timestamp_ms} if restart.policy == "timestamp"
+                                        else restart.policy)
+        (self.ctx.work_dir / "job.json").unlink(missing_ok=True)
+        self._killed_jobs.append(self._job)
+        self._rest = self._job = self._source_vertex = None
+        self.job.relaunch(changes)
 
     def _get(self, path: str) -> Any:
         assert self._rest is not None
@@ -185,7 +235,24 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
                 out[m["id"]] = float(m.get("sum", 0))
         return out
 
+    def _track_checkpoint(self) -> None:
+        """The newest completed checkpoint as the REST API reports it, read as the run goes: after a kill the
+        job's REST API is gone, and a restore needs the trigger time of the checkpoint it restored."""
+        if self._job is None or time.monotonic() < self._checkpoint_read_at + 1.0:
+            return
+        self._checkpoint_read_at = time.monotonic()
+        try:
+            done = (self._get(f"/jobs/{self._job}/checkpoints").get("latest") or {}).get("completed")
+        except (OSError, ValueError):
+            return
+        if done:
+            self._last_checkpoint = {"job_id": self._job, "id": done.get("id"),
+                                     "trigger_ms": done.get("trigger_timestamp"),
+                                     "completed_ms": done.get("latest_ack_timestamp"),
+                                     "path": done.get("external_path")}
+
     def position(self) -> Position | None:
+        self._track_checkpoint()
         try:
             metrics = self._source_metrics()
         except (OSError, ValueError, KeyError):
@@ -207,7 +274,9 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         if self._job is None:
             return {}
         job = self._get(f"/jobs/{self._job}")
-        out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "warmup": self._warmup, "vertices": [
+        out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "warmup": self._warmup,
+                               **({"killed_jobs": self._killed_jobs, "restored_checkpoints": self._restored}
+                                  if self._killed_jobs else {}), "vertices": [
             {"name": v["name"][:120], "parallelism": v.get("parallelism"),
              "read_records": v.get("metrics", {}).get("read-records"),
              "write_records": v.get("metrics", {}).get("write-records")} for v in job.get("vertices", [])]}

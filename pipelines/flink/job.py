@@ -337,6 +337,9 @@ def flink_config(cfg: dict[str, Any], rest_port: int | None) -> dict[str, str]:
         # The REST API serves metrics from a cache refreshed at most this often (default 10 s): the harness
         # polls progress (records out, Kafka offsets) and needs fresher numbers. Cluster-side in remote mode.
         "metrics.fetcher.update-interval": "1 s",
+        # Checkpoint statistics are cached as long as the web refresh interval (3 s): the harness reads the newest
+        # completed checkpoint just before a kill_job and needs it current.
+        "rest.cache.checkpoint-statistics.timeout": "100 ms",
     }
     if cfg.get("checkpoint_interval_ms"):
         conf["execution.checkpointing.interval"] = f"{int(cfg['checkpoint_interval_ms'])} ms"
@@ -344,6 +347,12 @@ def flink_config(cfg: dict[str, Any], rest_port: int | None) -> dict[str, str]:
         if mode not in ("exactly_once", "at_least_once"):
             raise ValueError(f"checkpoint_mode: expected exactly_once or at_least_once, got {mode!r}")
         conf["execution.checkpointing.mode"] = mode.upper()
+        if cfg.get("checkpoint_dir"):
+            # Kept on disk after the job ends however it ends, so a restarted job can restore the newest one.
+            conf["execution.checkpointing.dir"] = Path(cfg["checkpoint_dir"]).resolve().as_uri()
+            conf["execution.checkpointing.externalized-checkpoint-retention"] = "RETAIN_ON_CANCELLATION"
+    if cfg.get("recover_from"):
+        conf["execution.state-recovery.path"] = Path(cfg["recover_from"]).resolve().as_uri()
     buffer_timeout = cfg.get("buffer_timeout_ms")
     if buffer_timeout is not None:
         if int(buffer_timeout) < 0:  # Flink 1.x's -1: flush only full buffers

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -18,7 +19,7 @@ from harness.engines import fair
 from harness.engines.cluster_job import ClusterJobEngine
 from harness.engines.launcher import JobProcess, job_config
 from harness.engines.protocol import (Capabilities, EngineContext, EngineRefused, EngineSettings, Plan,
-                                      Position, Skip)
+                                      Position, Restart, Skip)
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.scenario import Scenario
 from harness.stack import jvm, processes
@@ -121,11 +122,32 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
     # The trigger interval bounds every result's latency from below; Spark's default (0) runs batches back to
     # back, which on two cores takes CPU from the broker and the generator. 200 ms matches Flink's flush timer.
     low_latency = {"trigger_interval": "200ms"}
+    # checkpoint: the same checkpoint location (offsets, commits and window state); earliest and latest: a new one.
+    restart_policies = frozenset({"checkpoint", "earliest", "latest"})
+    restart_refusals = {
+        "committed": "Spark's Kafka source commits no consumer-group offsets: its offsets live in its checkpoint",
+        "timestamp": "not built for Spark yet (its Kafka source has startingTimestamp)"}
 
     def __init__(self) -> None:
         self.job = JobProcess("spark job")
         self.ctx: EngineContext | None = None
         self.cluster: Any = None
+        self._checkpoint: Path | None = None   # where the running query keeps its checkpoint
+
+    def restart_skip(self, policy: str, settings: Any) -> str | None:
+        if local_cores(settings.master) is None:
+            return (f"kill_job is built for a local master (local[N]); with master {settings.master} the harness "
+                    "would need to restart the cluster's JVMs too, which it does not do yet")
+        return super().restart_skip(policy, settings)
+
+    def restart(self, restart: Restart) -> None:
+        assert self.ctx is not None
+        changes: dict[str, Any] = {"warmup_batches": 0}
+        if restart.policy != "checkpoint":
+            self._checkpoint = self.ctx.work_dir / f"checkpoint-restart-{restart.number}"
+            changes.update(checkpoint_dir=str(self._checkpoint), starting_offsets=restart.policy)
+        (self.ctx.work_dir / "status.json").unlink(missing_ok=True)
+        self.job.relaunch(changes)
 
     # -- description -------------------------------------------------------------------------------------
     def plan(self, scenario: Scenario, settings: SparkSettings) -> Plan | Skip:
@@ -185,6 +207,7 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             query_restarts=s.query_restarts,
             jars=[str(j) for j in jvm.jars("spark")],
             work_dir=str(ctx.work_dir), checkpoint_dir=str(ctx.work_dir / "checkpoint"))
+        self._checkpoint = ctx.work_dir / "checkpoint"
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
                "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": os.pathsep.join(
                    p for p in (str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
@@ -230,9 +253,9 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
         """The newest entry of the query's offset log (checkpoint/offsets/N): the end offsets of the batch
         Spark has planned and is reading now. It is written (atomically) when a batch starts, one batch
         duration before the batch's progress report."""
-        if self.ctx is None:
+        if self.ctx is None or self._checkpoint is None:
             return None
-        d = self.ctx.work_dir / "checkpoint" / "offsets"
+        d = self._checkpoint / "offsets"
         try:
             ids = [int(f.name) for f in d.iterdir() if f.name.isdigit()]
         except OSError:

@@ -1,0 +1,55 @@
+"""The recovery-time rule (harness/metrics/recovery.py) on hand-made samples and windows."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.metrics.recovery import RECOVERY_HOLD_MS, first_result_after, recovery
+
+FAULT = 100_000
+
+
+def samples(lag_at: dict[int, int | None], until_ms: int) -> list[dict]:
+    """A sample every 500 ms from 10 s before the fault; lag 10 unless lag_at sets it (from that time on)."""
+    rows, lag = [], 10
+    for t in range(FAULT - 10_000, until_ms + 1, 500):
+        lag = lag_at.get(t, lag)
+        rows.append({"wall_ms": t, "lag": lag})
+    return rows
+
+
+def windows(latency_at: dict[int, int]) -> pd.DataFrame:
+    """One window landing per second from 10 s before the fault, latency 1000 ms unless latency_at says."""
+    ts = range(FAULT - 10_000, FAULT + 40_000, 1000)
+    return pd.DataFrame({"final_at_ms": list(ts), "event_to_result_ms": [latency_at.get(t, 1000) for t in ts]})
+
+
+def test_recovery_ends_when_lag_and_latency_are_back_for_the_hold() -> None:
+    rows = samples({FAULT: 5000, FAULT + 6_000: 15}, FAULT + 40_000)      # 15 <= max(2 x 10, 400)
+    slow = {FAULT + s * 1000: 8000 for s in range(0, 9)}                 # the last slow window lands at +8 s
+    r = recovery(rows, windows(slow), FAULT, rate_per_s=400)
+    assert r.recovery_ms == 8_500 and r.note is None                      # the first sample after the slow window
+    assert r.lag_limit == 400 and r.latency_limit_ms == 1500
+
+
+def test_an_unknown_lag_is_not_recovered() -> None:
+    rows = samples({FAULT: None, FAULT + 3_000: 10}, FAULT + 40_000)       # the engine was down: no position
+    assert recovery(rows, windows({}), FAULT, rate_per_s=400).recovery_ms == 3_000
+
+
+def test_too_few_closes_before_the_fault_is_not_measurable() -> None:
+    w = windows({})
+    w = w[(w["final_at_ms"] >= FAULT - 2_000)]
+    r = recovery(samples({}, FAULT + 40_000), w, FAULT, rate_per_s=400)
+    assert r.recovery_ms is None and r.note is not None and r.note.startswith("not measurable: 2 window closes")
+
+
+def test_a_run_that_ends_too_soon_has_not_recovered() -> None:
+    rows = samples({FAULT: 5000}, FAULT + RECOVERY_HOLD_MS + 2_000)
+    r = recovery(rows, windows({}), FAULT, rate_per_s=400)
+    assert r.recovery_ms is None and r.note is not None and "not recovered within the run" in r.note
+
+
+def test_first_result_after() -> None:
+    assert first_result_after([FAULT - 5, FAULT + 700, FAULT + 300, float("nan")], FAULT + 200, FAULT) == 300
+    assert first_result_after([FAULT - 5], FAULT, FAULT) is None

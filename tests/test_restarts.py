@@ -1,0 +1,126 @@
+"""kill_job on the real stack, in one run per engine: every process of the engine gets SIGKILL mid-load, the
+harness restarts it under the fault's policy, and the run is judged like any other (the load has no late
+data, so an exact final table is the engine's own replay behaviour, not luck)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from conftest import scenario_dict
+from harness.run import RunOptions, run
+from harness.scenario import Scenario
+from harness.stack import processes
+
+KILL_AT_S = 5
+
+
+def kill(policy: str, engines: list[str]) -> dict[str, Any]:
+    return {"kind": "kill_job", "at": f"{KILL_AT_S}s", "restart_after": "2s", "restart_policy": policy,
+            "engines": engines}
+
+
+def test_kill_job_options_are_validated() -> None:
+    ok = Scenario.model_validate(scenario_dict(duration="12s", faults=[kill("earliest", ["baseline"])]))
+    assert ok.faults[0].restart_policy == "earliest" and ok.faults[0].restart_after == 2000
+    with pytest.raises(ValidationError, match="timestamp"):
+        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_job", "at": "1s", "restart_policy": "timestamp"}]))
+    with pytest.raises(ValidationError, match="restart_policy"):
+        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_job", "at": "1s", "restart_policy": "soon"}]))
+    with pytest.raises(ValidationError, match="not among the scenario's engines"):
+        Scenario.model_validate(scenario_dict(duration="12s", engines={"baseline": {}}, faults=[kill("earliest", ["flink"])]))
+
+
+@pytest.fixture(scope="module")
+def killed_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("restarts")
+    f = tmp / "kill.yaml"
+    f.write_text(yaml.safe_dump(scenario_dict(
+        name="kill", duration="12s", tuning="low_latency",
+        engines={"baseline": {}, "flink": {"checkpoint_interval": "3s"}, "spark": {}, "batch": {"interval": "2s"},
+                 },
+        faults=[kill("earliest", ["baseline"]), kill("checkpoint", ["flink", "spark", "batch"]),
+                # skipped with the engine's reason, never a silent substitute
+                {**kill("committed", ["spark"]), "at": "8s"}])))
+    run_dir = run(RunOptions(f, results_dir=tmp / "results"))
+    return run_dir, json.loads((run_dir / "result.json").read_text())
+
+
+def engine(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(e for e in doc["engines"] if e["engine"] == name)
+
+
+def fired(e: dict[str, Any]) -> dict[str, Any]:
+    [f] = [f for f in e["faults"] if f["fired_at_ms"] is not None]
+    return f
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("name", ["baseline", "flink", "spark", "batch"])
+def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[Path, dict[str, Any]], name: str) -> None:
+    run_dir, doc = killed_run
+    e = engine(doc, name)
+    assert e["status"] == "complete", e.get("error")
+    c = e["windows"]["correctness"]
+    assert c["exact"] == c["expected"] > 0 and c["wrong"] == c["missing"] == c["extra"] == 0, c
+    f = fired(e)
+    tb = next(ld["time_base_ms"] for ld in doc["loads"] if ld["load_id"] == e["load_id"])
+    assert f["error"] is None and 0 <= f["fired_at_ms"] - (tb + KILL_AT_S * 1000) < 1000, f
+    assert len(f["killed_pids"]) >= 1 and f["restarted_at_ms"] - f["fired_at_ms"] >= 2000
+    assert f["running_again_ms"] > f["restarted_at_ms"] and f["downtime_ms"] == f["running_again_ms"] - f["fired_at_ms"]
+    # the restarted engine's processes were in the process registry, and none of the killed ones
+    assert f["registered_pids"] and not set(f["registered_pids"]) & set(f["killed_pids"]), f
+    assert f["first_result_after_ms"] is not None, f
+    assert f["first_result_after_ms"] >= f["restarted_at_ms"] - f["fired_at_ms"], f
+    assert (f["recovery_ms"] is None) != (f["recovery_note"] is None), f
+    if f["recovery_ms"] is not None:
+        assert f["recovery_ms"] >= f["downtime_ms"]
+    assert not [p for p in processes.registered() if p.get("run_id") == doc["run_id"]]
+
+
+@pytest.mark.stack
+def test_restart_from_earliest_writes_duplicates(killed_run: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = killed_run
+    e = engine(doc, "baseline")
+    # every window emitted before the kill is emitted again, with the same value: a duplicate, not a change
+    assert e["windows"]["duplicates"] > 0 and e["windows"]["duplicates"] == e["windows"]["re_emissions"]
+    assert fired(e)["restart_policy"] == "earliest"
+
+
+@pytest.mark.stack
+def test_flink_restores_its_newest_checkpoint_and_replays_only_after_it(killed_run: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, doc = killed_run
+    e = engine(doc, "flink")
+    [restored] = e["engine_metrics"]["restored_checkpoints"]
+    assert e["engine_metrics"]["checkpoints"]["counts"]["restored"] == 1
+    assert restored["trigger_ms"] is not None, restored    # read from the REST API just before the kill
+    kill_ms = fired(e)["fired_at_ms"]
+    assert restored["trigger_ms"] < kill_ms
+    # A duplicate is a row the restored job emitted again: its first emission came after the checkpoint it
+    # restored was triggered (rows flushed between the barrier and completion are replayed too) and before the kill.
+    log = pd.read_csv(run_dir / "raw" / e["load_id"] / "sink_log.csv")
+    key = ["key", "window_start", "window_end", "cnt", "sum", "min", "max"]
+    first = log.sort_values("inserted_at_ms").groupby(key)["inserted_at_ms"].agg(["min", "count"])
+    dup = first[first["count"] > 1]
+    assert int((dup["count"] - 1).sum()) == e["windows"]["duplicates"]
+    assert ((dup["min"] > restored["trigger_ms"]) & (dup["min"] < kill_ms)).all(), dup
+
+
+@pytest.mark.stack
+def test_a_policy_the_engine_lacks_is_skipped_with_its_reason(killed_run: tuple[Path, dict[str, Any]]) -> None:
+    run_dir, doc = killed_run
+    skipped = [f for f in engine(doc, "spark")["faults"] if f["restart_policy"] == "committed"]
+    assert len(skipped) == 1 and skipped[0]["fired_at_ms"] is None
+    assert "commits no consumer-group offsets" in skipped[0]["skipped"]
+    from harness.report import build_report
+
+    build_report(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert "## Faults" in md and "| baseline #0 | kill_job | earliest |" in md
+    assert "skipped: Spark's Kafka source commits no consumer-group offsets" in md
