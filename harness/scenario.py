@@ -202,9 +202,30 @@ class KillJob(Strict):
         return self
 
 
+class RestartPostgres(Strict):
+    """Stop the embedded PostgreSQL (pg_ctl stop -m fast: every connection is closed, open transactions roll
+    back) at `at`, and start it again `down_for` later. An external PostgreSQL is a skip. `engines`: as for
+    kill_job."""
+
+    kind: Literal["restart_postgres"] = "restart_postgres"
+    at: Millis
+    down_for: Millis = 3000
+    engines: list[str] | None = None
+
+
+class RestartBroker(Strict):
+    """Stop the embedded Kafka broker (SIGTERM: a clean shutdown) at `at` and start it again on the same port
+    and storage `down_for` later. An external broker is a skip. `engines`: as for kill_job."""
+
+    kind: Literal["restart_broker"] = "restart_broker"
+    at: Millis
+    down_for: Millis = 3000
+    engines: list[str] | None = None
+
+
 # The fault kinds built so far (issue: failure and restart, measured); the others named there are refused with
 # the list of these.
-Fault = Annotated[Union[StallSink, KillJob], Field(discriminator="kind")]
+Fault = Annotated[Union[StallSink, KillJob, RestartPostgres, RestartBroker], Field(discriminator="kind")]
 
 
 class Slo(Strict):

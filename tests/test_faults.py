@@ -18,7 +18,7 @@ def test_fault_kinds_and_times_are_validated() -> None:
     ok = Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "1s", "duration": "2s"}]))
     assert ok.faults[0].at == 1000 and ok.faults[0].duration == 2000
     with pytest.raises(ValidationError, match="stall_sink"):       # a kind not built yet names the ones that are
-        Scenario.model_validate(scenario_dict(faults=[{"kind": "restart_broker", "at": "1s"}]))
+        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_worker", "at": "1s"}]))
     with pytest.raises(ValidationError, match="must fall inside the load"):
         Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "9s", "duration": "1s"}]))
     with pytest.raises(ValidationError, match="duration of more than 0"):
@@ -59,3 +59,58 @@ def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(sta
 
     build_report(run_dir)
     assert "| Faults injected | stall_sink at +2.0 s for 3.0 s |" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.stack
+def test_postgres_restart_the_baseline_reconnects_and_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    f = tmp_path / "pg.yaml"
+    f.write_text(yaml.safe_dump(scenario_dict(name="pg-restart", duration="10s",
+                                              faults=[{"kind": "restart_postgres", "at": "4s", "down_for": "2s"}])))
+    run_dir = run(RunOptions(f, results_dir=tmp_path / "results", engines=["baseline"]))
+    doc = json.loads((run_dir / "result.json").read_text())
+    [e] = doc["engines"]
+    assert e["status"] == "complete", e.get("error")
+    c = e["windows"]["correctness"]
+    assert c["exact"] == c["expected"] > 0 and c["wrong"] == c["missing"] == c["extra"] == 0, c
+    [fault] = e["faults"]
+    assert fault["kind"] == "restart_postgres" and fault["error"] is None, fault
+    assert fault["ended_at_ms"] - fault["fired_at_ms"] >= 2000 and "started again" in fault["detail"]
+    # windows closed every second while the database was away: the job's writes failed and were made again
+    assert e["engine_metrics"]["db_retries"] >= 1, e["engine_metrics"]
+    # the monitor lost its connection too and came back: rows_out unknown while away, then counting again
+    ts = e["timeseries"]
+    away = [s for s in ts if fault["fired_at_ms"] + 500 <= s["wall_ms"] <= fault["ended_at_ms"] - 500]
+    assert away and all(s["rows_out"] is None for s in away)
+    assert ts[-1]["rows_out"] is not None and ts[-1]["rows_out"] >= c["expected"]
+    # PostgreSQL's CPU is one counter across the new postmaster
+    pg = [s["postgres_cpu_s"] for s in ts if s["postgres_cpu_s"] is not None]
+    assert pg and all(b >= a for a, b in zip(pg, pg[1:])) and e["cpu_during_load"]["postgres_cpu_seconds"] > 0
+    assert fault["first_result_after_ms"] is not None and fault["first_result_after_ms"] >= 2000
+
+
+@pytest.mark.stack
+def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survived(stack_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    import yaml
+
+    f = tmp_path / "broker.yaml"
+    f.write_text(yaml.safe_dump(scenario_dict(name="broker-restart", duration="12s",
+                                              engines={"flink": {"warmup_batches": 0}},
+                                              faults=[{"kind": "restart_broker", "at": "4s", "down_for": "2s"}])))
+    run_dir = run(RunOptions(f, results_dir=tmp_path / "results"))        # returns: the harness went on
+    doc = json.loads((run_dir / "result.json").read_text())
+    [load] = doc["loads"]
+    gen = load["generator"]
+    assert gen["delivery_errors"] == 0 and gen["events_acked"] == gen["events_sent"] == gen["events_scheduled"], gen
+    [e] = doc["engines"]
+    [fault] = e["faults"]
+    assert fault["kind"] == "restart_broker" and fault["error"] is None and "started again" in fault["detail"], fault
+    assert fault["ended_at_ms"] - fault["fired_at_ms"] >= 2000
+    assert isinstance(fault["engine_survived"], bool)
+    if fault["engine_survived"]:
+        assert e["status"] == "complete", e.get("error")
+    # the monitor could not read the topic's end while the broker was away: lag unknown, not 0
+    away = [s for s in e["timeseries"] if fault["fired_at_ms"] + 500 <= s["wall_ms"] <= fault["ended_at_ms"] - 2500]
+    assert away and all(s["lag"] is None for s in away)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.metrics.recovery import RECOVERY_HOLD_MS, first_result_after, recovery
+from harness.metrics.recovery import RECOVERY_HOLD_MS, duplicates_between, first_result_after, recovery
 
 FAULT = 100_000
 
@@ -53,3 +53,19 @@ def test_a_run_that_ends_too_soon_has_not_recovered() -> None:
 def test_first_result_after() -> None:
     assert first_result_after([FAULT - 5, FAULT + 700, FAULT + 300, float("nan")], FAULT + 200, FAULT) == 300
     assert first_result_after([FAULT - 5], FAULT, FAULT) is None
+
+
+def test_a_second_fault_is_judged_against_the_run_before_the_first() -> None:
+    # the first fault (at -6 s) left a backlog and slow windows until the second; judged against the time
+    # before the first fault they count, judged against the time just before the second they would not
+    rows = samples({FAULT - 6_000: 5000, FAULT + 5_000: 10}, FAULT + 40_000)
+    slow = {FAULT + s * 1000: 8000 for s in range(-5, 3)}
+    assert recovery(rows, windows(slow), FAULT, 400).recovery_ms == 0
+    assert recovery(rows, windows(slow), FAULT, 400, undisturbed_until_ms=FAULT - 6_000).recovery_ms == 5_000
+
+
+def test_duplicates_between_faults() -> None:
+    row = {"key": "a", "window_start": 0, "window_end": 1, "cnt": 1, "sum": 1, "min": 1, "max": 1}
+    log = pd.DataFrame([{**row, "t": 1}, {**row, "t": 5}, {**row, "cnt": 2, "t": 6}, {**row, "t": 9}])
+    assert duplicates_between(log, "t", 0, 6) == 1 and duplicates_between(log, "t", 6, None) == 1
+    assert duplicates_between(log.iloc[:0], "t", 0, None) == 0

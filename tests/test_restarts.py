@@ -81,6 +81,7 @@ def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[P
     assert (f["recovery_ms"] is None) != (f["recovery_note"] is None), f
     if f["recovery_ms"] is not None:
         assert f["recovery_ms"] >= f["downtime_ms"]
+    assert f["duplicates_after"] == e["windows"]["duplicates"]        # its only fault made all of them
     assert not [p for p in processes.registered() if p.get("run_id") == doc["run_id"]]
 
 

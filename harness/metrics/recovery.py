@@ -7,7 +7,10 @@ Definitions (docs/faults.md and the README quote these):
   most max(2 x its pre-fault maximum, 1 s of load), and every window whose final value reached the sink in that
   span has a latency (event to result) of at most 1.5 x the pre-fault p99. With fewer than MIN_PRE_FAULT_CLOSES
   window closes before the fault there is no baseline: "not measurable". A run that ends before such a span
-  was seen has not recovered within the run. OSPBench defines recovery the same way in spirit.
+  was seen has not recovered within the run. With several faults, the pre-fault figures are those from before
+  the first one. OSPBench defines recovery the same way in spirit.
+- duplicates after a fault: duplicates (see harness/metrics/windows.py) whose sink time falls between this
+  fault and the next one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,17 @@ class Recovery:
     latency_limit_ms: float | None = None
 
 
+def duplicates_between(log: pd.DataFrame, time_col: str, start_ms: int, end_ms: int | None) -> int:
+    """Duplicate emissions (equal window and values to an earlier emission) whose sink time is in
+    [start_ms, end_ms); end_ms None: to the end of the run."""
+    if log.empty:
+        return 0
+    lg = log.sort_values(time_col, kind="stable")
+    dup = lg[lg.duplicated(["key", "window_start", "window_end", "cnt", "sum", "min", "max"], keep="first")]
+    t = dup[time_col]
+    return int(((t >= start_ms) & (t < end_ms if end_ms is not None else True)).sum())
+
+
 def first_result_after(log_times: Any, after_ms: int, fault_ms: int) -> int | None:
     """ms from the fault to the first sink time at or after `after_ms`; None when no row came after it."""
     t = np.asarray(log_times, dtype=float)
@@ -39,15 +53,19 @@ def first_result_after(log_times: Any, after_ms: int, fault_ms: int) -> int | No
     return int(t.min() - fault_ms) if t.size else None
 
 
-def recovery(rows: list[dict[str, Any]], per_window: pd.DataFrame, fault_ms: int, rate_per_s: float) -> Recovery:
+def recovery(rows: list[dict[str, Any]], per_window: pd.DataFrame, fault_ms: int, rate_per_s: float,
+             undisturbed_until_ms: int | None = None) -> Recovery:
     """Recovery time after a fault at fault_ms (epoch ms); rows: the monitor's samples (wall_ms, lag);
-    per_window: final_at_ms and event_to_result_ms per promised window."""
+    per_window: final_at_ms and event_to_result_ms per promised window. The pre-fault figures come from before
+    undisturbed_until_ms (the run's first fault, default this one): a second fault is judged against the
+    undisturbed run, not against the backlog the first one left."""
+    base_end = min(fault_ms, undisturbed_until_ms) if undisturbed_until_ms is not None else fault_ms
     done = per_window.dropna(subset=["final_at_ms", "event_to_result_ms"])
-    before = done[done["final_at_ms"] < fault_ms]
+    before = done[done["final_at_ms"] < base_end]
     if len(before) < MIN_PRE_FAULT_CLOSES:
         return Recovery(None, f"not measurable: {len(before)} window closes before the fault (needs "
                               f"{MIN_PRE_FAULT_CLOSES})")
-    pre_lags = [r["lag"] for r in rows if r["wall_ms"] < fault_ms and r.get("lag") is not None]
+    pre_lags = [r["lag"] for r in rows if r["wall_ms"] < base_end and r.get("lag") is not None]
     lag_limit = max(LAG_FACTOR * max(pre_lags, default=0), rate_per_s)
     latency_limit = LATENCY_FACTOR * float(np.percentile(before["event_to_result_ms"].to_numpy(), 99))
     after = [r for r in rows if r["wall_ms"] >= fault_ms]

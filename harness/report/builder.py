@@ -232,9 +232,10 @@ def report_context(run: RunData) -> dict[str, Any]:
                           "Each fault the scenario injected, per engine run. Downtime: from the kill to reading the "
                           "topic again. Recovery: from the fault until, for 10 s, the lag stays within max(2 x its "
                           "pre-fault maximum, 1 s of load) and every window that lands has a latency within 1.5 x "
-                          "the pre-fault p99 (docs/faults.md). Duplicates and re-emissions are counted in the append "
-                          "log; wrong / missing / extra judge the final table against the promised answer. The lag "
-                          "timeline under Plots marks the faults.")] if run.scenario.faults else []),
+                          "the pre-fault p99, pre-fault meaning before the run's first fault (docs/faults.md). "
+                          "Duplicates are counted in the append log: those written between a fault and the next "
+                          "one, and the run's total; wrong / missing / extra judge the final table against the "
+                          "promised answer. The lag plot under Plots marks the faults.")] if run.scenario.faults else []),
         _table_section("not-run", "Engines skipped or failed", [], html=not_run_html(run)),
         *([_table_section("bad-windows", "Bad windows", [("", bad)],
                           "Windows whose final value is not the promised one, with both values (the first 10 of "

@@ -362,8 +362,8 @@ def repeats(run: RunData) -> Table:
 def faults(run: RunData) -> Table:
     """One line per fault per engine run: what it did, how long the engine was down, how it recovered, and what
     the final table and the log show (duplicates and windows lost or wrong against the promised answer)."""
-    t = Table(["run", "fault", "policy", "at", "downtime s", "first result after s", "recovery s", "duplicates",
-               "re-emitted", "wrong / missing / extra", "note"])
+    t = Table(["run", "fault", "policy", "at", "downtime s", "first result after s", "recovery s",
+               "duplicates after it", "duplicates in the run", "final table wrong / missing / extra", "note"])
 
     def secs(ms: int | None) -> str:
         return "–" if ms is None else f"{ms / 1000:.1f}"
@@ -374,9 +374,12 @@ def faults(run: RunData) -> Table:
             at = "–" if f.fired_at_ms is None or tb is None else f"+{(f.fired_at_ms - tb) / 1000:.1f} s"
             cells = [Cell(f.kind), Cell(f.restart_policy or "–"), Cell(at), Cell(secs(f.downtime_ms)),
                      Cell(secs(f.first_result_after_ms)), Cell(secs(f.recovery_ms)),
-                     Cell(str(w.duplicates) if w else "–"), Cell(str(w.re_emissions) if w else "–"),
+                     Cell("–" if f.duplicates_after is None else str(f.duplicates_after)),
+                     Cell(str(w.duplicates) if w else "–"),
                      Cell(f"{c.wrong} / {c.missing} / {c.extra}" if c else "–"),
-                     Cell(f.skipped and f"skipped: {f.skipped}" or f.error or f.recovery_note or "")]
+                     Cell(f.skipped and f"skipped: {f.skipped}" or f.error or "; ".join(n for n in (
+                         "the engine did not survive it" if f.engine_survived is False else "",
+                         f.recovery_note or "") if n))]
             if f.skipped or f.error:
                 cells[-1].add("warn")
             if c and (c.wrong or c.missing or c.extra):

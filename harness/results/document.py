@@ -335,6 +335,9 @@ class FaultRecord(Section):
     first_result_after_ms: Optional[int] = Field(None, description="from the fault to the first sink row after it")
     recovery_ms: Optional[int] = Field(None, description="from the fault to recovered (docs/faults.md)")
     recovery_note: Optional[str] = Field(None, description="why recovery_ms is missing, or how it was bounded")
+    duplicates_after: Optional[int] = Field(None, description="duplicates written between this fault and the next")
+    engine_survived: Optional[bool] = Field(None, description="restart_postgres/restart_broker: the engine was still "
+                                            "running once the service served again")
 
 
 class JvmProcess(Section):
@@ -423,7 +426,7 @@ class Sample(Section):
     lag: Optional[int] = None
     end_offsets: int
     acked_records: int
-    rows_out: int
+    rows_out: Optional[int] = Field(None, description="rows in the results log (None: the database was away)")
     cpu_s: float
     rss_mb: float
     cgroup_cpu_s: Optional[float] = None

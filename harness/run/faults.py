@@ -4,6 +4,9 @@ to fire, when it fired and ended, and what it did, so the run's figures can be r
 - `stall_sink`, backpressure from the database: a thread takes `LOCK TABLE ... IN SHARE MODE` on the sink
   tables at time base + `at` and holds it for `duration`. Every engine's INSERTs wait, while the harness's own
   reads (the monitor, the completion check) go on.
+- `restart_postgres` / `restart_broker`: the embedded PostgreSQL or Kafka broker stopped and started again after
+  `down_for`; the monitor and the jobs this project wrote reconnect, and the generator counts what it could not
+  deliver.
 - `kill_job`, a crash: every process of the engine (and their children) gets SIGKILL at once. After
   `restart_after` the engine is asked to start again under the fault's restart policy (Restartable), and the
   fault ends when it reads its topic again. An engine without that policy skips the fault, with its reason.
@@ -21,8 +24,9 @@ import psycopg
 
 from harness.engines.protocol import Engine, Restart
 from harness.results.document import FaultRecord
-from harness.scenario import Fault, KillJob, StallSink
+from harness.scenario import Fault, KillJob, RestartBroker, RestartPostgres, StallSink
 from harness.stack import processes
+from harness.stack.embedded import EmbeddedStack
 
 SINK_TABLES = ("harness_results_log", "harness_malformed")
 # Policies whose promised answer differs from ground truth's (events are skipped on purpose); until the harness
@@ -57,8 +61,11 @@ class FaultInjector:
     again, when the engine's processes are gone on purpose."""
 
     def __init__(self, faults: list[Fault], dsn: str, time_base_ms: int, *, engine: Engine[Any], settings: Any,
-                 load_id: str, start_timeout_s: float, say: Callable[[str], None] | None = None) -> None:
-        self.load_id = load_id
+                 load_id: str, start_timeout_s: float, stack: EmbeddedStack | None = None,
+                 external: list[str] | None = None, service_pids: dict[str, int] | None = None,
+                 say: Callable[[str], None] | None = None) -> None:
+        self.load_id, self.stack = load_id, stack
+        self.service_pids = service_pids if service_pids is not None else {}
         mine = sorted((f for f in faults if applies(f, engine.name)), key=lambda f: f.at)
         self.dsn, self.time_base_ms, self.engine, self.start_timeout_s = dsn, time_base_ms, engine, start_timeout_s
         self.say = say or (lambda _msg: None)
@@ -66,7 +73,10 @@ class FaultInjector:
         for f in mine:
             rec = FaultRecord(kind=f.kind, planned_at_ms=time_base_ms + f.at,
                               restart_policy=f.restart_policy if isinstance(f, KillJob) else None)
-            rec.skipped = skip_reason(f, engine, settings)
+            service = {RestartPostgres: "postgres", RestartBroker: "kafka"}.get(type(f))
+            rec.skipped = skip_reason(f, engine, settings) or (
+                f"the harness restarts only the services it runs itself (embedded); this {service} is external"
+                if service and (stack is None or service in (external or [])) else None)
             if rec.skipped:
                 self.say(f"fault {f.kind} skipped: {rec.skipped}")
             self.faults.append((f, rec))
@@ -103,6 +113,8 @@ class FaultInjector:
                     self._stall_sink(fault, rec)
                 elif isinstance(fault, KillJob):
                     self._kill_job(fault, rec)
+                elif isinstance(fault, (RestartPostgres, RestartBroker)):
+                    self._restart_service(fault, rec)
             except Exception as exc:  # a fault that could not be injected is recorded, never a crash
                 rec.error = f"{type(exc).__name__}: {exc}"
                 self.say(f"fault {fault.kind} failed: {rec.error}")
@@ -151,6 +163,23 @@ class FaultInjector:
         rec.detail = (f"SIGKILL to {len(rec.killed_pids)} processes; restarted from {fault.restart_policy} after "
                       f"{fault.restart_after / 1000:g} s; reading its topic again "
                       f"{(rec.running_again_ms - rec.restarted_at_ms) / 1000:.1f} s after the restart")
+
+    def _restart_service(self, fault: RestartPostgres | RestartBroker, rec: FaultRecord) -> None:
+        assert self.stack is not None
+        pg = isinstance(fault, RestartPostgres)
+        rec.fired_at_ms = now_ms()
+        self.say(f"fault {fault.kind}: stopping {'PostgreSQL' if pg else 'the broker'} for {fault.down_for / 1000:g} s")
+        if pg:
+            pid = self.stack.restart_postgres(fault.down_for / 1000)
+        else:
+            pid = self.stack.restart_kafka(fault.down_for / 1000)
+        self.service_pids["postgres" if pg else "kafka"] = pid   # the monitor samples the new process from now on
+        rec.ended_at_ms = now_ms()
+        rec.engine_survived = self.engine.alive()
+        how = "pg_ctl stop -m fast" if pg else "SIGTERM (clean shutdown)"
+        rec.detail = (f"{how}, {fault.down_for / 1000:g} s down, started again (pid {pid}); "
+                      f"{(rec.ended_at_ms - rec.fired_at_ms) / 1000:.1f} s from the stop to serving again")
+        self.say(f"fault {fault.kind}: serving again after {(rec.ended_at_ms - rec.fired_at_ms) / 1000:.1f} s")
 
     def stop(self) -> list[FaultRecord]:
         self._stop.set()

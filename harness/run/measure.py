@@ -60,22 +60,25 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.lag = Lag.model_validate(flow.lag(rows))
     entry.generator = send_delay.judge(stats.summary()["send_delay_ms"]["p99"],  # type: ignore[index]
                                        entry.windows.event_to_result_ms.p50)
-    entry.faults = judge_faults(faults or [], rows, rep.per_window, log[window_metrics.SINK_TIME] if len(log) else [],
+    entry.faults = judge_faults(faults or [], rows, rep.per_window, log,
                                 rate_per_s=stats.sent / max(1.0, scenario.duration / 1000))
     entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
 
 
-def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_window: pd.DataFrame, sink_times: Any,
+def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_window: pd.DataFrame, log: pd.DataFrame,
                  *, rate_per_s: float) -> list[FaultRecord]:
-    """Each fault that fired gets its time to first result and its recovery time (harness/metrics/recovery.py)."""
-    for f in faults:
-        if f.fired_at_ms is None:
-            continue
+    """Each fault that fired gets its time to first result, its recovery time and the duplicates written
+    between it and the next fault (harness/metrics/recovery.py)."""
+    fired = sorted((f for f in faults if f.fired_at_ms is not None), key=lambda f: f.fired_at_ms or 0)
+    times = log[window_metrics.SINK_TIME] if len(log) else []
+    for i, f in enumerate(fired):
+        assert f.fired_at_ms is not None
         # after a restart, from when it was asked to start: its tasks may emit before it reports them all running
-        f.first_result_after_ms = recovery.first_result_after(sink_times, f.restarted_at_ms or f.fired_at_ms,
-                                                              f.fired_at_ms)
-        rec = recovery.recovery(rows, per_window, f.fired_at_ms, rate_per_s)
+        f.first_result_after_ms = recovery.first_result_after(times, f.restarted_at_ms or f.fired_at_ms, f.fired_at_ms)
+        rec = recovery.recovery(rows, per_window, f.fired_at_ms, rate_per_s, undisturbed_until_ms=fired[0].fired_at_ms)
         f.recovery_ms, f.recovery_note = rec.recovery_ms, rec.note
+        f.duplicates_after = recovery.duplicates_between(log, window_metrics.SINK_TIME, f.fired_at_ms,
+                                                         fired[i + 1].fired_at_ms if i + 1 < len(fired) else None)
     return faults
 
 

@@ -26,6 +26,7 @@ from harness.metrics import cgroups, cpu_idle, recovery
 from harness import environment
 from harness.results.document import (Capabilities, CpuIdleBefore, EngineResult, EngineStatus, JvmProcess, Resources,
                                       Sample, Timing)
+from harness.stack.embedded import EmbeddedStack
 from harness.storage import clock
 from harness.storage.results import ResultFile, utc_now
 
@@ -43,9 +44,11 @@ def now_ms() -> int:
 
 class EngineRun:
     def __init__(self, planned: PlannedEngine, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str,
-                 repeat: int, results: ResultFile, hooks: RunHooks, service_pids: dict[str, int] | None = None) -> None:
+                 repeat: int, results: ResultFile, hooks: RunHooks, service_pids: dict[str, int] | None = None,
+                 stack: EmbeddedStack | None = None, external: list[str] | None = None) -> None:
         self.planned, self.scenario, self.results, self.hooks = planned, scenario, results, hooks
-        self.service_pids = service_pids or {}
+        self.service_pids = service_pids if service_pids is not None else {}
+        self.stack, self.external = stack, external or []   # for faults that restart an embedded service
         self.group: cgroups.EngineGroup | None = None
         self.group_note: str | None = None
         self.answer_ms: int | None = None   # when the sink last changed: where CPU during the load ends
@@ -96,7 +99,8 @@ class EngineRun:
         if self.scenario.faults:
             self.faults = FaultInjector(self.scenario.faults, self.load.dsn, time_base, engine=self.engine,
                                         settings=self.planned.settings, load_id=self.load_id,
-                                        start_timeout_s=START_TIMEOUT_S,
+                                        start_timeout_s=START_TIMEOUT_S, stack=self.stack, external=self.external,
+                                        service_pids=self.service_pids,
                                         say=lambda m: self.hooks.message(f"{self.name}: {m}")).start()
         return time_base
 
@@ -113,7 +117,7 @@ class EngineRun:
         matched = total = 0
         while True:
             row = self.monitor.sample()
-            if row["rows_out"] != last_rows:
+            if row["rows_out"] is not None and row["rows_out"] != last_rows:   # None: the database was away
                 last_rows, changed_ms = row["rows_out"], row["wall_ms"]
             self.answer_ms = changed_ms
             self.load.raise_if_failed()

@@ -57,7 +57,8 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
                 shift = repeat % len(planned) if planned else 0
                 for p in planned[shift:] + planned[:shift]:
                     EngineRun(p, scenario, svc.bootstrap, svc.dsn, run_id=run_id, repeat=repeat, results=results,
-                              hooks=hooks, service_pids=svc.service_pids).run()
+                              hooks=hooks, service_pids=svc.service_pids,
+                              stack=svc.stack, external=svc.external).run()
         failed = [e for e in results.doc.engines if e.status in ("failed", "timeout")]
         status = "complete" if not failed else "failed"
         if failed:

@@ -169,6 +169,37 @@ class EmbeddedStack:
         self.state.save(self.state_file)
         server.create_database()
 
+    def restart_postgres(self, down_s: float) -> int:
+        """Stop the embedded PostgreSQL (fast: connections closed, open transactions rolled back), wait down_s,
+        start it again on the same port and data; returns the new postmaster's pid."""
+        port = self.state.postgres.get("port")
+        if not isinstance(port, int) or not self.postgres_running():
+            raise HarnessError("the embedded PostgreSQL is not running", exit_code=1)
+        server = PostgresServer(self.root / "postgres", port)
+        old = server.postmaster_pid()
+        server.stop()
+        if old and not processes.wait_gone(old, 30):
+            processes.terminate_tree(old)
+        time.sleep(down_s)
+        pid = server.start()
+        self.state.postgres = {**self.state.postgres, "pid": pid}
+        self.state.save(self.state_file)
+        return pid
+
+    def restart_kafka(self, down_s: float) -> int:
+        """Stop the embedded broker (SIGTERM, a clean shutdown), wait down_s, start it again on the same ports
+        and storage; returns the new broker's pid once it serves."""
+        pid = self.state.kafka.get("pid")
+        port = self.state.kafka.get("port")
+        if not isinstance(pid, int) or not isinstance(port, int) or not self.kafka_running():
+            raise HarnessError("the embedded Kafka broker is not running", exit_code=1)
+        processes.terminate_tree(pid, timeout=30)
+        time.sleep(down_s)
+        self._start_kafka(port, _silent)
+        new = self.state.kafka.get("pid")
+        assert isinstance(new, int)
+        return new
+
     # -- down ----------------------------------------------------------------------------------------
     def down(self, only: list[str] | None = None, purge: bool = False) -> list[str]:
         """Stop the embedded services (or only those named); return what was stopped. purge also deletes

@@ -78,13 +78,25 @@ def terminate_all(procs: list[psutil.Process], timeout: float = 20.0) -> None:
             p.send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
-    _, still = psutil.wait_procs(procs, timeout=timeout)
+    still = _wait_exited(procs, timeout)
     for p in still:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(still, timeout=5)
+    _wait_exited(still, 5)
+
+
+def _wait_exited(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process has exited; returns those still running after timeout. A zombie has exited:
+    psutil.wait_procs would wait for it until its parent reaps it (a service restarted by a fault is the
+    child of the harness process that restarted it, not of the one stopping it)."""
+    deadline = time.monotonic() + timeout
+    still = [p for p in procs if _running(p)]
+    while still and time.monotonic() < deadline:
+        time.sleep(0.05)
+        still = [p for p in still if _running(p)]
+    return still
 
 
 def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> list[int]:
@@ -96,7 +108,7 @@ def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> list[int]:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(procs, timeout=timeout)
+    _wait_exited(procs, timeout)
     return [p.pid for p in procs]
 
 

@@ -22,6 +22,7 @@ class Services:
     started_here: list[str] = field(default_factory=list)  # embedded services this command started
     owned_pids: list[int] = field(default_factory=list)  # processes of the embedded stack
     service_pids: dict[str, int] = field(default_factory=dict)  # "kafka"/"postgres" -> embedded service's main pid
+    stack: EmbeddedStack | None = None  # the embedded stack, for faults that restart one of its services
 
 
 def choose(option: str | None, env: str, scenario_value: str | None) -> str | None:
@@ -56,6 +57,7 @@ def services(bootstrap: str | None = None, dsn: str | None = None, *, scenario_b
             started_here=started,
             owned_pids=stack.pids(),
             service_pids=stack.service_pids(only=[n for n in ("kafka", "postgres") if n not in external]),
+            stack=stack,
         )
     finally:
         if started:

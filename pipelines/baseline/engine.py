@@ -59,7 +59,8 @@ class BaselineEngine(LocalJobEngine[BaselineSettings]):
 
     def engine_metrics(self) -> dict[str, Any]:
         st = self.job.status()
-        return {k: st[k] for k in ("records_in", "malformed", "late_dropped", "heartbeats", "emitted") if k in st} | (
+        return {k: st[k] for k in ("records_in", "malformed", "late_dropped", "heartbeats", "emitted", "db_retries")
+                if k in st} | (
             {"late_dropped_counts": "events dropped by the baseline because their window had closed"} if st else {})
 
 

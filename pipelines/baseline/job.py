@@ -115,7 +115,7 @@ def main(config_path: str) -> int:
     wm_delay = cfg["watermark_delay_ms"]
     max_et = {p: NEG for p in parts}
     offsets = {p: 0 for p in parts}
-    counters = {"records_in": 0, "malformed": 0, "late_dropped": 0, "heartbeats": 0, "emitted": 0}
+    counters = {"records_in": 0, "malformed": 0, "late_dropped": 0, "heartbeats": 0, "emitted": 0, "db_retries": 0}
     ident = (cfg["load_id"], cfg["engine"], cfg["repeat"])
     next_status = 0.0
     while not stop["now"]:
@@ -143,6 +143,26 @@ def main(config_path: str) -> int:
         watermark = min(max_et.values()) - wm_delay
         fired = win.fire(watermark) if watermark > NEG // 2 else []
         if fired or malformed_rows:
+            conn = write(conn, cfg["dsn"], ident, fired, malformed_rows, counters, stop)
+            counters["emitted"] += len(fired)
+        now = time.monotonic()
+        if now >= next_status:
+            _write_status(status_file, offsets, counters, watermark)
+            next_status = now + 0.2
+    _write_status(status_file, offsets, counters, min(max_et.values()) - wm_delay)
+    consumer.close()
+    conn.close()
+    return 0
+
+
+def write(conn: psycopg.Connection, dsn: str, ident: tuple, fired: list[tuple], malformed_rows: list[tuple],
+          counters: dict[str, int], stop: dict[str, bool]) -> psycopg.Connection:
+    """Insert the fired windows and malformed rows in one transaction. When the database goes away (a restart),
+    reconnect with backoff and write the same rows again: the windows were taken from the state, so giving up
+    would lose them. Returns the connection in use."""
+    backoff = 0.1
+    while True:
+        try:
             with conn.cursor() as cur:
                 if fired:
                     cur.executemany(
@@ -153,15 +173,24 @@ def main(config_path: str) -> int:
                     cur.executemany("INSERT INTO harness_malformed (load_id, engine, repeat, kafka_partition, "
                                     "kafka_offset, raw) VALUES (%s,%s,%s,%s,%s,%s)", malformed_rows)
             conn.commit()
-            counters["emitted"] += len(fired)
-        now = time.monotonic()
-        if now >= next_status:
-            _write_status(status_file, offsets, counters, watermark)
-            next_status = now + 0.2
-    _write_status(status_file, offsets, counters, min(max_et.values()) - wm_delay)
-    consumer.close()
-    conn.close()
-    return 0
+            return conn
+        except psycopg.OperationalError as exc:
+            counters["db_retries"] = counters.get("db_retries", 0) + 1
+            print(f"baseline: database write failed ({exc}); reconnecting in {backoff:.1f} s", file=sys.stderr, flush=True)
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+            while not stop["now"]:
+                time.sleep(backoff)
+                backoff = min(2.0, backoff * 2)
+                try:
+                    conn = psycopg.connect(dsn, connect_timeout=2)
+                    break
+                except psycopg.OperationalError:
+                    continue
+            if stop["now"]:
+                raise
 
 
 def start_positions(consumer: Consumer, topic: str, parts: list[int], start: Any) -> list[TopicPartition]:
