@@ -67,6 +67,10 @@ class SparkSettings(EngineSettings):
                                 "be made) before the real query starts, so the JVM is warm when the load begins")
     query_restarts: int = Field(0, ge=0, le=100, description="restart a failed query from its checkpoint up to "
                                 "N times (Spark runs the batch it had not committed again: a replay)")
+    sink: Literal["append", "idempotent"] = Field(
+        "append", description="append: every batch's rows are appended (at least once: a replayed batch writes "
+        "again); idempotent: the batch id commits with the rows in one transaction and a replayed batch writes "
+        "nothing (Spark's documented foreachBatch pattern)")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
@@ -157,6 +161,9 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             return Skip("Spark Structured Streaming has no allowed lateness: a window's state is dropped (and, in "
                         "append mode, emitted) as soon as the watermark passes its end; the watermark delay is the "
                         "only lateness knob. Run with query.allowed_lateness: 0")
+        if settings.sink == "idempotent" and settings.trigger != "processing_time":
+            return Skip(f"sink: idempotent needs foreachBatch's batch id, which trigger {settings.trigger} does not "
+                        "give (it writes through a ForeachWriter); use trigger: processing_time")
         if settings.trigger == "real_time":
             cores = local_cores(settings.master)
             need = scenario.topic.partitions + settings.shuffle_partitions
@@ -204,7 +211,7 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             driver_memory=s.driver_memory, executor_memory=s.executor_memory,
             cores_max=s.worker_cores if s.master == "standalone" else None,
             collector=fair.COLLECTOR, log_level=s.log_level, warmup_batches=s.warmup_batches, spark_conf=dict(s.spark_conf),
-            query_restarts=s.query_restarts,
+            query_restarts=s.query_restarts, sink_mode=s.sink,
             jars=[str(j) for j in jvm.jars("spark")],
             work_dir=str(ctx.work_dir), checkpoint_dir=str(ctx.work_dir / "checkpoint"))
         self._checkpoint = ctx.work_dir / "checkpoint"

@@ -60,6 +60,13 @@ ENGINE = "spark"
 MALFORMED_METRIC = "malformed"
 NONCE = uuid.uuid4().hex  # see parse()
 FAULT_ENV = "HARNESS_SPARK_FAIL_AFTER_WRITE"
+# Fault point for tests: after the Nth micro-batch that wrote window rows, the driver stops there (rows committed
+# to PostgreSQL, the batch not in Spark's commit log) until it is killed: a kill_job then hits that moment.
+STALL_ENV = "HARNESS_SPARK_STALL_AFTER_WRITE"
+BATCHES_DDL = """CREATE TABLE IF NOT EXISTS harness_spark_batches (
+    load_id text NOT NULL, checkpoint text NOT NULL, batch_id bigint NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (load_id, checkpoint, batch_id))"""
 # Spark's error classes for a query it will not run as asked (an unsupported mode, operator or sink), as opposed
 # to a query that started and then failed.
 REFUSAL_CLASSES = ("STREAMING_REAL_TIME_MODE", "STREAMING_OUTPUT_MODE", "UNSUPPORTED_", "NOT_SUPPORTED",
@@ -235,6 +242,14 @@ class Sink:
         self.batches_with_rows = 0
         # Fault point for tests: fail the query after the Nth micro-batch that wrote window rows.
         self.fail_after_write = 0 if dry_run else int(os.environ.get(FAULT_ENV) or 0)
+        self.stall_after_write = 0 if dry_run else int(os.environ.get(STALL_ENV) or 0)
+        # "idempotent": a batch's rows and its id commit in one transaction, and a batch id already committed
+        # (a replay after a restart from the checkpoint) writes nothing: Spark's documented foreachBatch pattern.
+        self.idempotent = cfg.get("sink_mode") == "idempotent"
+        self.checkpoint = str(cfg.get("checkpoint_dir") or "")
+        self.replayed_batches_skipped = 0
+        self.replayed_rows_skipped = 0
+        self._batches_table = False
 
     def conn(self) -> Any:
         import psycopg
@@ -251,17 +266,38 @@ class Sink:
                     for row in rows:
                         cp.write_row(row)
 
-    def write_results(self, rows: list[tuple]) -> None:
-        """rows: (key, window_start, window_end, cnt, sum, min, max, last_sent_at); heartbeat rows dropped."""
+    def write_results(self, rows: list[tuple], batch_id: int | None = None) -> None:
+        """rows: (key, window_start, window_end, cnt, sum, min, max, last_sent_at); heartbeat rows dropped.
+        With the idempotent sink and a batch id, the batch's id commits with its rows, once."""
         out = []
         for r in rows:
             if r[0] == HEARTBEAT_KEY:
                 self.heartbeat_rows += 1
             else:
                 out.append((*self.ident, *r))
-        if out and not self.dry_run:
+        if self.dry_run or not out:
+            return
+        if not (self.idempotent and batch_id is not None):
             self._copy("harness_results_log", RESULT_COLUMNS, out)
             self.rows_written += len(out)
+            return
+        with self.lock:
+            conn = self.conn()
+            if not self._batches_table:
+                with conn.transaction():
+                    conn.execute(BATCHES_DDL)
+                self._batches_table = True
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute("INSERT INTO harness_spark_batches (load_id, checkpoint, batch_id) VALUES (%s, %s, %s) "
+                            "ON CONFLICT DO NOTHING", (self.ident[0], self.checkpoint, batch_id))
+                if cur.rowcount == 0:
+                    self.replayed_batches_skipped += 1
+                    self.replayed_rows_skipped += len(out)
+                    return
+                with cur.copy(f"COPY harness_results_log ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as cp:
+                    for row in out:
+                        cp.write_row(row)
+        self.rows_written += len(out)
 
     def write_malformed(self, rows: list[tuple]) -> None:
         """rows: (kafka_partition, kafka_offset, raw)."""
@@ -274,7 +310,7 @@ class Sink:
         rows = [tuple(r) for r in df.collect()]
         t1 = time.perf_counter()
         written = self.rows_written
-        self.write_results(rows)
+        self.write_results(rows, batch_id)
         t2 = time.perf_counter()
         self.last_ms = {"batch_id": batch_id, "rows": len(rows), "collect_ms": round((t1 - t0) * 1000, 1),
                         "write_ms": round((t2 - t1) * 1000, 1)}
@@ -285,6 +321,12 @@ class Sink:
             # this batch again from its offset log (a replay).
             if self.fail_after_write and self.batches_with_rows == self.fail_after_write:
                 raise RuntimeError(f"{FAULT_ENV}: failing micro-batch {batch_id} after its rows were written")
+            marker = Path(self.cfg.get("work_dir") or ".") / "stall-after-write-fired"
+            if self.stall_after_write and self.batches_with_rows == self.stall_after_write and not marker.exists():
+                marker.touch()          # once per engine run: the restarted driver must go on
+                log(f"{STALL_ENV}: micro-batch {batch_id} written; stopping here until killed")
+                while True:
+                    time.sleep(1)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -401,8 +443,11 @@ class Progress:
                              "p99": d[min(len(d) - 1, int(len(d) * 0.99))] if d else None,
                              "max": d[-1] if d else None, "mean": round(sum(d) / len(d), 1) if d else None},
                 "recent_batches": self.recent,
-                "sink": {"rows_written": self.sink.rows_written, "malformed_written": self.sink.malformed_written,
-                         "heartbeat_rows_dropped": self.sink.heartbeat_rows},
+                "sink": {"mode": "idempotent" if self.sink.idempotent else "append",
+                         "rows_written": self.sink.rows_written, "malformed_written": self.sink.malformed_written,
+                         "heartbeat_rows_dropped": self.sink.heartbeat_rows,
+                         "replayed_batches_skipped": self.sink.replayed_batches_skipped,
+                         "replayed_rows_skipped": self.sink.replayed_rows_skipped},
                 "warmup": self.warmup,
                 "master": self.master, "executors": self.executors,
                 "restarts": self.restarts,
