@@ -187,7 +187,7 @@ def cgroup_limits(proc_cgroup: str | None = None, root: Path | None = None) -> d
 # Read by the harness or an engine and changing what a run does or measures (fault points, waits, JVM flags).
 # Every HARNESS_* not excluded below is recorded too, so a new switch is not missed.
 BEHAVIOUR_ENV = ("JVM_ARGS", "HARNESS_IDLE_WAIT", "HARNESS_CGROUPS", "HARNESS_SPARK_FAIL_AFTER_WRITE",
-                 "HARNESS_BATCH_STALL_BEFORE_COMMIT_S")
+                 "HARNESS_SPARK_STALL_AFTER_WRITE", "HARNESS_BATCH_STALL_BEFORE_COMMIT_S")
 # Addresses and users (recorded under `services`, or irrelevant to what is measured) and test-only switches.
 NOT_BEHAVIOUR_ENV = ("HARNESS_BOOTSTRAP_SERVERS", "HARNESS_PG_USER", "HARNESS_TEST_ENGINES",
                      "HARNESS_REQUIRE_CHROMIUM")

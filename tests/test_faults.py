@@ -1,10 +1,12 @@
 """Faults on the scenario's schedule (harness/run/faults.py), on the real stack: a stalled sink holds every
-engine's writes back for its duration, the run is still judged (and exact), and the fault is recorded."""
+engine's writes back for its duration, PostgreSQL and the broker are restarted under a running engine; each run
+is still judged (and exact), and the fault is recorded. kill_job is in test_restarts.py."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -25,15 +27,20 @@ def test_fault_kinds_and_times_are_validated() -> None:
         Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "1s", "duration": 0}]))
 
 
-@pytest.mark.stack
-def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
+def faulted_run(tmp_path: Path, fault: dict[str, Any], **scenario: Any) -> tuple[Path, dict[str, Any]]:
+    """One run of a scenario with this fault (baseline unless `engines` says otherwise): its folder and result."""
     import yaml
 
-    f = tmp_path / "stall.yaml"
-    f.write_text(yaml.safe_dump(scenario_dict(name="stall", duration="6s",
-                                              faults=[{"kind": "stall_sink", "at": "2s", "duration": "3s"}])))
-    run_dir = run(RunOptions(f, results_dir=tmp_path / "results", engines=["baseline"]))
-    doc = json.loads((run_dir / "result.json").read_text())
+    f = tmp_path / "faulted.yaml"
+    f.write_text(yaml.safe_dump(scenario_dict(name=fault["kind"].replace("_", "-"), faults=[fault], **scenario)))
+    run_dir = run(RunOptions(f, results_dir=tmp_path / "results",
+                             engines=None if "engines" in scenario else ["baseline"]))
+    return run_dir, json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.mark.stack
+def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
+    run_dir, doc = faulted_run(tmp_path, {"kind": "stall_sink", "at": "2s", "duration": "3s"}, duration="6s")
     [e] = doc["engines"]
     assert e["status"] == "complete", e.get("error")
     c = e["windows"]["correctness"]
@@ -63,13 +70,7 @@ def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(sta
 
 @pytest.mark.stack
 def test_postgres_restart_the_baseline_reconnects_and_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
-    import yaml
-
-    f = tmp_path / "pg.yaml"
-    f.write_text(yaml.safe_dump(scenario_dict(name="pg-restart", duration="10s",
-                                              faults=[{"kind": "restart_postgres", "at": "4s", "down_for": "2s"}])))
-    run_dir = run(RunOptions(f, results_dir=tmp_path / "results", engines=["baseline"]))
-    doc = json.loads((run_dir / "result.json").read_text())
+    _, doc = faulted_run(tmp_path, {"kind": "restart_postgres", "at": "4s", "down_for": "2s"}, duration="10s")
     [e] = doc["engines"]
     assert e["status"] == "complete", e.get("error")
     c = e["windows"]["correctness"]
@@ -93,14 +94,9 @@ def test_postgres_restart_the_baseline_reconnects_and_stays_exact(stack_dir: Pat
 @pytest.mark.stack
 def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survived(stack_dir: Path,
                                                                                     tmp_path: Path) -> None:
-    import yaml
-
-    f = tmp_path / "broker.yaml"
-    f.write_text(yaml.safe_dump(scenario_dict(name="broker-restart", duration="12s",
-                                              engines={"flink": {"warmup_batches": 0}},
-                                              faults=[{"kind": "restart_broker", "at": "4s", "down_for": "2s"}])))
-    run_dir = run(RunOptions(f, results_dir=tmp_path / "results"))        # returns: the harness went on
-    doc = json.loads((run_dir / "result.json").read_text())
+    # run() returned (no exception): the harness went on through the broker restart
+    _, doc = faulted_run(tmp_path, {"kind": "restart_broker", "at": "4s", "down_for": "2s"}, duration="12s",
+                         engines={"flink": {"warmup_batches": 0}})
     [load] = doc["loads"]
     gen = load["generator"]
     assert gen["delivery_errors"] == 0 and gen["events_acked"] == gen["events_sent"] == gen["events_scheduled"], gen

@@ -13,15 +13,23 @@ from typing import Any
 import psutil
 
 
+# A shell in its own session starts the service in the background and exits at once: the service is then
+# nobody's child here, so it outlives the harness, and when it stops the system reaps it. As the child of a
+# harness that restarted it (restart_broker) it would stay a zombie until that harness exits.
+_DETACH = 'log="$1"; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!'
+
+
 def spawn_detached(cmd: list[str], log_file: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
-    """Start cmd in its own session so it outlives `harness stack up`; stdout and stderr go to log_file."""
+    """Start cmd in a session of its own, not as a child of this process; stdout and stderr go to log_file.
+    Returns its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=cwd, env=env, start_new_session=True,
-        )
-    return proc.pid
+    out = subprocess.run(["/bin/sh", "-c", _DETACH, "sh", str(log_file), *cmd], cwd=cwd, env=env,
+                         start_new_session=True, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=30)
+    last = out.stdout.strip().splitlines()[-1:] if out.returncode == 0 else []
+    if not last or not last[0].isdigit():
+        raise OSError(f"could not start {cmd[0]}: {out.stderr.strip() or out.stdout.strip() or out.returncode}")
+    return int(last[0])
 
 
 def alive(pid: int | None, marker: str | None = None) -> bool:
@@ -87,15 +95,20 @@ def terminate_all(procs: list[psutil.Process], timeout: float = 20.0) -> None:
     _wait_exited(still, 5)
 
 
-def _wait_exited(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+def _wait_exited(procs: list[psutil.Process], timeout: float, reap_grace: float = 2.0) -> list[psutil.Process]:
     """Wait until each process has exited; returns those still running after timeout. A zombie has exited:
-    psutil.wait_procs would wait for it until its parent reaps it (a service restarted by a fault is the
-    child of the harness process that restarted it, not of the one stopping it)."""
+    psutil.wait_procs would wait for it until its parent reaps it, the whole timeout when that parent is
+    another live process."""
     deadline = time.monotonic() + timeout
     still = [p for p in procs if _running(p)]
     while still and time.monotonic() < deadline:
         time.sleep(0.05)
         still = [p for p in still if _running(p)]
+    # An orphan's zombie is reaped by init, a moment later: wait for that briefly, so a caller that returns
+    # leaves no entry behind in the process table.
+    reap_by = time.monotonic() + reap_grace
+    while time.monotonic() < reap_by and any(psutil.pid_exists(p.pid) and p not in still for p in procs):
+        time.sleep(0.05)
     return still
 
 
@@ -108,7 +121,7 @@ def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> list[int]:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    _wait_exited(procs, timeout)
+    _wait_exited(procs, timeout, reap_grace=0)   # a crash: the restart must not wait for the reaping
     return [p.pid for p in procs]
 
 
