@@ -106,17 +106,24 @@ def _warmup(ax: Any, items: list[Item]) -> None:
 
 
 def _faults(ax: Any, items: list[Item]) -> None:
-    """Each fault that fired as a dashed line in its engine's colour, its recovery interval shaded."""
+    """Each fault that fired as a dashed line in its engine's colour, its recovery interval shaded; one label
+    per moment, naming every kind that fired then."""
+    labels: dict[float, list[str]] = {}
     for it in items:
         tb = it.run.time_base_ms
         for f in (it.run.entry.faults or []) if tb is not None else []:
-            if f.fired_at_ms is None:
+            if f.fired_at_ms is None or tb is None:
                 continue
             x = (f.fired_at_ms - tb) / 1000
             ax.axvline(x, color=it.colour, ls="--", lw=1)
-            ax.text(x, 0.98, f" {f.kind}", transform=ax.get_xaxis_transform(), va="top", fontsize=7, color=it.colour)
+            kinds = labels.setdefault(round(x), [])
+            if f.kind not in kinds:
+                kinds.append(f.kind)
             if f.recovery_ms is not None:
                 ax.axvspan(x, x + f.recovery_ms / 1000, color=it.colour, alpha=0.08, lw=0)
+    for x, kinds in labels.items():
+        ax.text(x, 0.98, " " + "\n ".join(kinds), transform=ax.get_xaxis_transform(), va="top", fontsize=7,
+                color="#333333")
 
 
 # -- latency -----------------------------------------------------------------------------------------------
@@ -221,8 +228,9 @@ def throughput_lag(items: list[Item]) -> bytes | None:
             drawn += 1
             a1.plot(r.index, r.values, color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
         if "lag" in ts and "t_s" in ts:
-            lag = ts[["t_s", "lag"]].apply(pd.to_numeric, errors="coerce").dropna()
-            if not lag.empty:
+            # an unknown lag (an engine down after a kill, the broker away) stays a gap in the line
+            lag = ts[["t_s", "lag"]].apply(pd.to_numeric, errors="coerce").dropna(subset=["t_s"])
+            if lag["lag"].notna().any():
                 drawn += 1
                 a2.plot(lag["t_s"], lag["lag"], color=it.colour, ls=it.style, lw=_lw(it), label=_label(it))
     if not drawn:
