@@ -83,9 +83,9 @@ def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[P
     assert f["registered_pids"] and not set(f["registered_pids"]) & set(f["killed_pids"]), f
     assert f["first_result_after_ms"] is not None, f
     assert f["first_result_after_ms"] >= f["restarted_at_ms"] - f["fired_at_ms"], f
-    assert (f["recovery_ms"] is None) != (f["recovery_note"] is None), f
-    if f["recovery_ms"] is not None:
-        assert f["recovery_ms"] >= f["downtime_ms"]
+    # the harness watches one recovery span after the answer is in, so every engine is seen to recover
+    assert f["recovery_ms"] is not None and f["recovery_note"] is None, f
+    assert f["recovery_ms"] >= f["downtime_ms"]
     assert f["duplicates_after"] == e["windows"]["duplicates"]        # its only fault made all of them
     assert not [p for p in processes.registered() if p.get("run_id") == doc["run_id"]]
 
