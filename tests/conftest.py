@@ -77,6 +77,14 @@ def scenario_dict(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def assert_complete_and_exact(e: dict[str, Any]) -> dict[str, Any]:
+    """An engine run of result.json finished and its final table is the promised answer; returns the counts."""
+    assert e["status"] == "complete", e.get("error")
+    c = e["windows"]["correctness"]
+    assert c["exact"] == c["expected"] > 0 and c["wrong"] == c["missing"] == c["extra"] == 0, c
+    return c
+
+
 Record = tuple[int, int, bytes | None, bytes | None]  # partition, offset, key, value
 
 

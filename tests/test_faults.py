@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from conftest import scenario_dict
+from conftest import assert_complete_and_exact, scenario_dict
 from harness.run import RunOptions, run
 from harness.scenario import Scenario
 
@@ -42,9 +42,8 @@ def faulted_run(tmp_path: Path, fault: dict[str, Any], **scenario: Any) -> tuple
 def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
     run_dir, doc = faulted_run(tmp_path, {"kind": "stall_sink", "at": "2s", "duration": "3s"}, duration="6s")
     [e] = doc["engines"]
-    assert e["status"] == "complete", e.get("error")
-    c = e["windows"]["correctness"]
-    assert c["exact"] == c["expected"] > 0 and e["windows"]["duplicates"] == 0
+    assert_complete_and_exact(e)
+    assert e["windows"]["duplicates"] == 0
     [fault] = e["faults"]
     tb = doc["loads"][0]["time_base_ms"]
     assert fault["kind"] == "stall_sink" and fault["error"] is None and fault["planned_at_ms"] == tb + 2000
@@ -72,9 +71,7 @@ def test_stalled_sink_delays_results_by_its_duration_and_the_run_stays_exact(sta
 def test_postgres_restart_the_baseline_reconnects_and_stays_exact(stack_dir: Path, tmp_path: Path) -> None:
     _, doc = faulted_run(tmp_path, {"kind": "restart_postgres", "at": "4s", "down_for": "2s"}, duration="10s")
     [e] = doc["engines"]
-    assert e["status"] == "complete", e.get("error")
-    c = e["windows"]["correctness"]
-    assert c["exact"] == c["expected"] > 0 and c["wrong"] == c["missing"] == c["extra"] == 0, c
+    c = assert_complete_and_exact(e)
     [fault] = e["faults"]
     assert fault["kind"] == "restart_postgres" and fault["error"] is None, fault
     assert fault["ended_at_ms"] - fault["fired_at_ms"] >= 2000 and "started again" in fault["detail"]

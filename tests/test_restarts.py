@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from conftest import scenario_dict
+from conftest import assert_complete_and_exact, scenario_dict
 from harness.run import RunOptions, run
 from harness.scenario import Scenario
 from harness.stack import processes
@@ -71,9 +71,7 @@ def fired(e: dict[str, Any]) -> dict[str, Any]:
 def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[Path, dict[str, Any]], name: str) -> None:
     run_dir, doc = killed_run
     e = engine(doc, name)
-    assert e["status"] == "complete", e.get("error")
-    c = e["windows"]["correctness"]
-    assert c["exact"] == c["expected"] > 0 and c["wrong"] == c["missing"] == c["extra"] == 0, c
+    assert_complete_and_exact(e)
     f = fired(e)
     tb = next(ld["time_base_ms"] for ld in doc["loads"] if ld["load_id"] == e["load_id"])
     assert f["error"] is None and 0 <= f["fired_at_ms"] - (tb + KILL_AT_S * 1000) < 1000, f

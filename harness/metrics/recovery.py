@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.metrics.windows import KEY, VALUES
+
 RECOVERY_HOLD_MS = 10_000
 MIN_PRE_FAULT_CLOSES = 3
 LAG_FACTOR = 2.0
@@ -41,7 +43,7 @@ def duplicates_between(log: pd.DataFrame, time_col: str, start_ms: int, end_ms: 
     if log.empty:
         return 0
     lg = log.sort_values(time_col, kind="stable")
-    dup = lg[lg.duplicated(["key", "window_start", "window_end", "cnt", "sum", "min", "max"], keep="first")]
+    dup = lg[lg.duplicated(KEY + VALUES, keep="first")]     # the duplicate of harness/metrics/windows.py
     t = dup[time_col]
     return int(((t >= start_ms) & (t < end_ms if end_ms is not None else True)).sum())
 

@@ -135,11 +135,11 @@ class EngineRun:
                 deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if self.load.truth is not None:
                 matched, total = self.monitor.matching(self.load.truth.windows[plan.promised_answer])
-                if matched == total and (self.faults is None or self.faults.busy_until_ms() < row["wall_ms"]):
-                    return "complete", matched, total
-                # after a fault, the settle interval starts once it has ended (the engine runs again, the lock
-                # is released)
+                # after a fault, "complete", the settle interval and the deadline wait for it to end (the engine
+                # runs again, the lock is released)
                 faults_end = self.faults.busy_until_ms() if self.faults is not None else 0
+                if matched == total and faults_end < row["wall_ms"]:
+                    return "complete", matched, total
                 if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms, faults_end) >= quiet_ms:
                     self.entry.error = (f"{total - matched} of {total} windows do not hold their promised value; the "
                                         f"sink was quiet for {quiet_ms / 1000:g} s after every window should have "

@@ -47,6 +47,14 @@ class StackState:
         tmp.replace(path)
 
 
+def _stop_postgres(server: PostgresServer) -> None:
+    """pg_ctl's fast stop, then the postmaster's tree if it is still there after 30 s."""
+    pid = server.postmaster_pid()
+    server.stop()
+    if pid and not processes.wait_gone(pid, 30):
+        processes.terminate_tree(pid)
+
+
 class EmbeddedStack:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or paths.stack_dir()).resolve()
@@ -176,10 +184,7 @@ class EmbeddedStack:
         if not isinstance(port, int) or not self.postgres_running():
             raise HarnessError("the embedded PostgreSQL is not running", exit_code=1)
         server = PostgresServer(self.root / "postgres", port)
-        old = server.postmaster_pid()
-        server.stop()
-        if old and not processes.wait_gone(old, 30):
-            processes.terminate_tree(old)
+        _stop_postgres(server)
         time.sleep(down_s)
         pid = server.start()
         self.state.postgres = {**self.state.postgres, "pid": pid}
@@ -211,10 +216,7 @@ class EmbeddedStack:
             if isinstance(port, int):
                 server = PostgresServer(self.root / "postgres", port)
                 pg_base = server.base
-                pid = server.postmaster_pid()
-                server.stop()
-                if pid and not processes.wait_gone(pid, 30):
-                    processes.terminate_tree(pid)
+                _stop_postgres(server)
                 stopped.append("postgres")
             # Keep the port so the next `up` serves the same DSN when it can.
             self.state.postgres = {k: v for k, v in self.state.postgres.items() if k == "port"}

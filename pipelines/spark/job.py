@@ -258,13 +258,25 @@ class Sink:
             self._conn = psycopg.connect(self.cfg["dsn"])
         return self._conn
 
-    def _copy(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    def _copy(self, table: str, columns: tuple[str, ...], rows: list[tuple], batch_id: int | None = None) -> bool:
+        """COPY the rows in one transaction. With a batch id, the id is claimed in the same transaction first;
+        False (nothing written) when that batch was committed before."""
         with self.lock:
             conn = self.conn()
+            if batch_id is not None and not self._batches_table:
+                with conn.transaction():
+                    conn.execute(BATCHES_DDL)
+                self._batches_table = True
             with conn.transaction(), conn.cursor() as cur:
+                if batch_id is not None:
+                    cur.execute("INSERT INTO harness_spark_batches (load_id, checkpoint, batch_id) VALUES (%s, %s, %s) "
+                                "ON CONFLICT DO NOTHING", (self.ident[0], self.checkpoint, batch_id))
+                    if cur.rowcount == 0:
+                        return False
                 with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
                     for row in rows:
                         cp.write_row(row)
+        return True
 
     def write_results(self, rows: list[tuple], batch_id: int | None = None) -> None:
         """rows: (key, window_start, window_end, cnt, sum, min, max, last_sent_at); heartbeat rows dropped.
@@ -277,9 +289,11 @@ class Sink:
                 out.append((*self.ident, *r))
         if self.dry_run or not out:
             return
-        if not (self.idempotent and batch_id is not None):
-            self._copy("harness_results_log", RESULT_COLUMNS, out)
+        if self._copy("harness_results_log", RESULT_COLUMNS, out, batch_id if self.idempotent else None):
             self.rows_written += len(out)
+        else:
+            self.replayed_batches_skipped += 1
+            self.replayed_rows_skipped += len(out)
             return
         with self.lock:
             conn = self.conn()
