@@ -294,24 +294,6 @@ class Sink:
         else:
             self.replayed_batches_skipped += 1
             self.replayed_rows_skipped += len(out)
-            return
-        with self.lock:
-            conn = self.conn()
-            if not self._batches_table:
-                with conn.transaction():
-                    conn.execute(BATCHES_DDL)
-                self._batches_table = True
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute("INSERT INTO harness_spark_batches (load_id, checkpoint, batch_id) VALUES (%s, %s, %s) "
-                            "ON CONFLICT DO NOTHING", (self.ident[0], self.checkpoint, batch_id))
-                if cur.rowcount == 0:
-                    self.replayed_batches_skipped += 1
-                    self.replayed_rows_skipped += len(out)
-                    return
-                with cur.copy(f"COPY harness_results_log ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as cp:
-                    for row in out:
-                        cp.write_row(row)
-        self.rows_written += len(out)
 
     def write_malformed(self, rows: list[tuple]) -> None:
         """rows: (kafka_partition, kafka_offset, raw)."""
