@@ -24,6 +24,12 @@ def test_a_short_noisy_lag_is_not_a_trend() -> None:
     # over 2 s, 60 records of jitter fit a slope of 14 records/s (above 1% of 416/s) but are within the noise
     jitter = samples(lambda t: {0: 0, 500: 10, 1000: 30, 1500: 20, 2000: 60}[t], seconds=2)
     assert judge(jitter, 0, 2000, trigger_interval_ms=0, acked_rate=416, in_rate=410).kept_up is True
+    # a read rate 5.3% short over 4 s is 88 records, one commit pause's worth (CI saw it from an engine whose sink
+    # pauses 0.5 s per commit); the same shortfall over 20 s is a trend
+    flat = samples(lambda t: 40, seconds=4)
+    assert judge(flat, 0, 4000, trigger_interval_ms=0, acked_rate=419, in_rate=397).kept_up is True
+    long = judge(samples(lambda t: 40), 0, 20_000, trigger_interval_ms=0, acked_rate=419, in_rate=397)
+    assert long.kept_up is False and "5% below" in long.reason
 
 
 def test_interval_engine_behind_when_a_run_leaves_more_than_an_interval_unread() -> None:

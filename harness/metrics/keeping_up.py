@@ -4,8 +4,9 @@ An engine that falls behind measures its own backlog: its latency grows with the
 it adds per window, so the report must say so beside its figures.
 
 - Continuous and micro-batch engines (longest trigger interval under 1 s): behind when, after the warm-up, the
-  lag grows faster than LAG_SLOPE_SHARE of the acknowledged rate (and by more than the lag's sampling noise over
-  the measured span), or the rate it reads is more than IN_RATE_SHORTFALL below the acknowledged rate.
+  lag grows faster than LAG_SLOPE_SHARE of the acknowledged rate, or the rate it reads is more than
+  IN_RATE_SHORTFALL below the acknowledged rate; either only when it adds up to more than the lag's sampling
+  noise over the measured span.
 - Interval engines: behind when, after a run, more than one interval's arrivals are still unread (the lag's
   minimum in some interval-long stretch, from the warm-up to one interval after the last send, exceeds what
   arrives in an interval), which is what a run that starts later than its schedule or reads less than the
@@ -50,7 +51,9 @@ def _continuous(rows: list[dict[str, Any]], a_ms: int, b_ms: int, acked: float, 
     noise = max(LAG_NOISE_RECORDS, LAG_NOISE_SECONDS * acked)
     if slope is not None and slope > LAG_SLOPE_SHARE * acked and slope * span_s > noise:
         why.append(f"lag grew {slope:,.0f} records/s (over {LAG_SLOPE_SHARE:.0%} of the {acked:,.0f}/s acknowledged)")
-    if ratio is not None and ratio < 1 - IN_RATE_SHORTFALL:
+    # the read rate over a short span jitters by the same poll or flush batch as the lag, so its shortfall must
+    # also add up to more than that noise
+    if ratio is not None and ratio < 1 - IN_RATE_SHORTFALL and (acked - (in_rate or 0)) * span_s > noise:
         why.append(f"read {in_rate:,.0f} records/s, {1 - ratio:.0%} below the {acked:,.0f}/s acknowledged")
     ok = not why
     reason = "; ".join(why) if why else (f"lag slope {slope or 0:,.0f} records/s, read rate {ratio or 0:.3f} of the "
