@@ -26,6 +26,9 @@ class Strict(BaseModel):
 
 class TopicSpec(Strict):
     partitions: int = Field(3, ge=1, le=1024)
+    # The topic's own `max.message.bytes` (the broker's default when unset). Records near and over it
+    # (load.bad_input) are sized against it, so they need it stated.
+    max_message_bytes: int | None = Field(None, ge=4096, le=16_777_216)
 
 
 class ConstantShape(Strict):
@@ -81,6 +84,38 @@ class Late(Strict):
     delay: Millis = 0
 
 
+class BadInput(Strict):
+    """Records real topics carry, each a share of the load (docs/scenarios.md, README "What counts as
+    malformed"). They replace whatever kind the event would otherwise have been."""
+
+    tombstone: float = Field(0.0, ge=0, le=1, description="a null value (malformed)")
+    empty_value: float = Field(0.0, ge=0, le=1, description="a value of zero bytes (malformed)")
+    invalid_utf8: float = Field(0.0, ge=0, le=1, description="a record with bytes that are not UTF-8 (malformed)")
+    deep_nesting: float = Field(0.0, ge=0, le=1, description="`value` is an object 100 levels deep (malformed)")
+    deep_nesting_extra: float = Field(0.0, ge=0, le=1,
+                                      description="an extra field holds an object 100 levels deep (well-formed)")
+    extra_fields: float = Field(0.0, ge=0, le=1, description="unknown fields beside the four (well-formed)")
+    near_size_limit: float = Field(0.0, ge=0, le=1,
+                                   description="1 KiB under the topic's max_message_bytes (well-formed)")
+    oversized: int = Field(0, ge=0, le=100, description="records 1 KiB over the topic's max_message_bytes, "
+                                                        "which the broker refuses (left out of ground truth)")
+
+    def fractions(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if k != "oversized"}
+
+    @property
+    def sized(self) -> bool:
+        """Whether records are sized against the topic's limit."""
+        return self.near_size_limit > 0 or self.oversized > 0
+
+    @model_validator(mode="after")
+    def _shares(self) -> "BadInput":
+        total = sum(self.fractions().values())
+        if total > 1:
+            raise ValueError(f"the bad_input fractions add up to {total:g}; they are shares of one load, so at most 1")
+        return self
+
+
 class Load(Strict):
     rate: float = Field(gt=0, le=10_000_000, description="events per second (the shape's base rate)")
     shape: Shape = ConstantShape()
@@ -91,6 +126,7 @@ class Load(Strict):
     out_of_order: OutOfOrder = OutOfOrder()
     late: Late = Late()
     malformed_fraction: float = Field(0.0, ge=0, le=1)
+    bad_input: BadInput = BadInput()
     heartbeat_interval: Millis = 200
 
     _normalise_shape = field_validator("shape", mode="before")(_shape_from_name)
@@ -292,6 +328,13 @@ class Scenario(Strict):
                 raise ValueError(f"faults[{i}].engines names {', '.join(unknown)}, not among the scenario's engines "
                                  f"({', '.join(self.engines)})")
         load, q = self.load, self.query
+        if load.bad_input.sized and self.topic.max_message_bytes is None:
+            raise ValueError("load.bad_input.near_size_limit and oversized are sized against the topic's limit: set "
+                             "topic.max_message_bytes (e.g. 1048576)")
+        if load.bad_input.sized and load.payload_bytes + 4096 > (self.topic.max_message_bytes or 0):
+            raise ValueError(f"topic.max_message_bytes ({self.topic.max_message_bytes:,}) must be at least 4 KiB above "
+                             f"load.payload_bytes ({load.payload_bytes:,}) for records near the limit to be larger "
+                             "than every other record")
         if load.out_of_order.fraction > 0 and load.out_of_order.max_delay >= q.watermark_delay:
             raise ValueError(
                 f"load.out_of_order.max_delay ({format_duration(load.out_of_order.max_delay)}) must be shorter than "

@@ -113,13 +113,26 @@ def consume_topic(bootstrap: str, topic: str, partitions: int) -> list[Record]:
     return out
 
 
-def classify(value: bytes | None) -> str:
-    """A record's kind by the README rule, applied here with orjson rather than harness.records: "well_formed",
-    "heartbeat", or the malformed kind the generator meant (MALFORMED_KINDS)."""
+# The kinds classify() returns for records that are well-formed (they count in their window).
+WELL_FORMED = ("well_formed", "extra_fields", "deep_nesting_extra", "near_size_limit")
+LAYOUT = {"event_id", "key", "value", "event_time", "pad", "sent_at"}   # the generator's own fields
+
+
+def classify(value: bytes | None, size_limit: int | None = None) -> str:
+    """A record's kind by the README rule, applied here with orjson rather than harness.records: "heartbeat",
+    one of WELL_FORMED, or the malformed kind the generator meant (its MALFORMED_KINDS and load.bad_input's)."""
     import orjson
 
+    if value is None:
+        return "tombstone"
+    if value == b"":
+        return "empty_value"
     try:
-        obj = orjson.loads(value or b"")
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    try:
+        obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return "invalid_json"
     if not isinstance(obj, dict) or not {"event_id", "key", "value", "event_time"} <= obj.keys():
@@ -128,8 +141,18 @@ def classify(value: bytes | None) -> str:
         return "null_event_time"
     if not isinstance(obj["key"], str):
         return "key_not_string"
+    if isinstance(obj["value"], dict):
+        return "deep_nesting"
     if type(obj["value"]) is not int:
         return "value_not_integer"
     if type(obj["event_time"]) is not int:
         return "event_time_not_integer"
-    return "heartbeat" if obj["key"] == "__heartbeat__" else "well_formed"
+    if obj["key"] == "__heartbeat__":
+        return "heartbeat"
+    if "nest" in obj:
+        return "deep_nesting_extra"
+    if obj.keys() - LAYOUT:
+        return "extra_fields"
+    if size_limit is not None and len(value) > size_limit - 2048:
+        return "near_size_limit"
+    return "well_formed"

@@ -16,7 +16,7 @@ import orjson
 import psutil
 import pytest
 
-from conftest import Svc, classify, consume_topic, scenario_dict
+from conftest import ROOT, WELL_FORMED, Svc, classify, consume_topic, scenario_dict
 from harness.engines import fair
 from harness.engines.discovery import discover, validate_settings
 from harness.engines.discovery import changed_settings
@@ -87,6 +87,11 @@ def _scenario_file(tmp: Path, window: str) -> Path:
         load.update(keys=400, rate=200)
         seed = 18
     else:
+        if window == "tumbling":
+            # Every kind of bad input, as scenarios/bad-input.yaml ships it (one run per engine counts each kind)
+            shipped = yaml.safe_load((ROOT / "scenarios" / "bad-input.yaml").read_text())
+            load["bad_input"] = shipped["load"]["bad_input"]
+            topic = shipped["topic"]
         # Sliding: 2 s + 0.5 s watermark + 0.1 s heartbeat + 1 s margin + Spark's 2 s batch cycle = 5.6 s at least;
         # 8 s keeps a slow batch from making late records on time.
         load["late"] = {"fraction": 0.03, "delay": "8s" if window == "sliding" else "6s"}
@@ -94,6 +99,8 @@ def _scenario_file(tmp: Path, window: str) -> Path:
     engines = {n: dict(discover()[n].test_settings) for n in ENGINES if discover()[n].test_settings}
     d = scenario_dict(name=f"contract-{window}", seed=seed, duration="8s", load=load, engines=engines,
                       query={"window": WINDOWS[window], "watermark_delay": "500ms"})
+    if window == "tumbling":
+        d["topic"] = topic
     p = tmp / f"{window}.yaml"
     p.write_text(yaml.safe_dump(d))
     return p
@@ -119,11 +126,13 @@ def _topic_truth(svc: Svc, load: dict, scenario: Scenario) -> dict[str, Any]:
     malformed: set[tuple[int, int]] = set()
     events, late = [], []
     for p, off, _, value in consume_topic(svc.bootstrap, load["topic"], load["partitions"]):
-        kind = classify(value)
+        kind = classify(value, scenario.topic.max_message_bytes)
         kinds[kind] += 1
-        if kind not in ("well_formed", "heartbeat"):
+        if scenario.topic.max_message_bytes is not None:
+            assert len(value or b"") <= scenario.topic.max_message_bytes, "a record over the limit is in the topic"
+        if kind not in WELL_FORMED + ("heartbeat",):
             malformed.add((p, off))
-        elif kind == "well_formed":
+        elif kind != "heartbeat":
             o = orjson.loads(value or b"")
             events.append((o["key"], o["event_time"]))
             if scenario.load.late.fraction and o["sent_at"] - o["event_time"] >= scenario.load.late.delay:
@@ -142,7 +151,7 @@ def _late_windows(late: list[tuple[str, int]], w: Any) -> set[tuple[str, int]]:
 def test_live_exact_and_counted(live_run: tuple[str, dict], name: str, svc: Svc) -> None:
     import psycopg
 
-    from harness.loadgen.events import MALFORMED_KINDS
+    from harness.loadgen.events import ALL_MALFORMED_KINDS, BAD_INPUT_KINDS, MALFORMED_KINDS
 
     window, doc = live_run
     e = _entry(doc, name)
@@ -169,6 +178,28 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str, svc: Svc)
     assert {k: topic["kinds"][k] for k in MALFORMED_KINDS} == {k: truth.get(k, 0) for k in MALFORMED_KINDS}
     assert all(topic["kinds"][k] > 0 for k in MALFORMED_KINDS), topic["kinds"]
     assert e["malformed"]["sent"] == len(topic["malformed"])
+    # Per kind, through ground truth's (partition, offset) of every record: each malformed kind counted as sent,
+    # none of a well-formed kind, and no window holding a record of any kind got wrong.
+    by_kind = e["malformed"]["by_kind"]
+    assert e["malformed"]["not_malformed_counted"] == 0, e["malformed"]
+    for kind in MALFORMED_KINDS:
+        assert by_kind[kind]["counted_as_malformed"] == by_kind[kind]["in_topic"] == topic["kinds"][kind] > 0
+    if window == "tumbling":
+        bad = scenario.load.bad_input
+        assert set(by_kind) == set(ALL_MALFORMED_KINDS + BAD_INPUT_KINDS), sorted(by_kind)
+        for kind in BAD_INPUT_KINDS:
+            k = by_kind[kind]
+            assert k["malformed"] == (kind in ALL_MALFORMED_KINDS) and k["windows_not_exact"] == 0, (kind, k)
+            assert k["counted_as_malformed"] == (k["in_topic"] if k["malformed"] else 0), (kind, k)
+            if kind == "oversized":   # refused by the broker: never in the topic, left out of ground truth
+                assert k["sent"] == bad.oversized and k["in_topic"] == 0 and truth["refused_too_large"] == bad.oversized
+                assert load["generator"]["refused_too_large"] == bad.oversized
+            else:
+                assert k["in_topic"] == topic["kinds"][kind] == truth[kind] > 0, (kind, k, topic["kinds"])
+                assert k["malformed"] or k["windows"] > 0, (kind, k)
+        # the pipeline lived through all of it: no restart of its own
+        restarts = (e.get("engine_metrics") or {}).get("restarts")
+        assert not restarts, e.get("engine_metrics")
     if window == "session":  # the boundary: pairs of one key exactly gap apart (split) and gap - 1 (merged)
         gap = scenario.query.window.gap
         by_key: dict[str, list[int]] = {}

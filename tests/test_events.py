@@ -9,7 +9,8 @@ import pytest
 from conftest import scenario_dict
 from harness import records
 from harness.loadgen.encoding import JsonEncoder
-from harness.loadgen.events import (KIND_MALFORMED_FIRST, KIND_NAMES, MALFORMED_KINDS, EventModel)
+from harness.loadgen.events import (ALL_MALFORMED_KINDS, BAD_INPUT_KINDS, IS_MALFORMED, KIND, KIND_MALFORMED_FIRST,
+                                    KIND_NAMES, MALFORMED_KINDS, EventModel)
 from harness.scenario import parse_scenario
 
 
@@ -88,6 +89,63 @@ def test_every_malformed_kind_breaks_the_rule_and_others_pass() -> None:
         else:
             assert parsed is not None and parsed.event_id == eid and parsed.sent_at == 1_795_000_000_123
     assert seen == set(MALFORMED_KINDS)
+
+
+BAD = {"tombstone": 0.05, "empty_value": 0.05, "invalid_utf8": 0.05, "deep_nesting": 0.05,
+       "deep_nesting_extra": 0.05, "extra_fields": 0.05, "near_size_limit": 0.02, "oversized": 2}
+
+
+def test_every_bad_input_kind_is_made_and_judged_by_the_rule() -> None:
+    d = scenario_dict(topic={"partitions": 3, "max_message_bytes": 65536})
+    d["load"].update(rate=2000, malformed_fraction=0.05, bad_input=BAD)
+    s = parse_scenario(d)
+    m = EventModel(s)
+    b = m.block(0, m.count)
+    enc = JsonEncoder(100, 65536)
+    seen: dict[str, int] = {}
+    for prefix, kind, eid in zip(enc.prefixes(b, 1_795_000_000_000), b.kind.tolist(), b.event_id.tolist()):
+        raw = enc.finish(prefix, 1_795_000_000_123)
+        name = KIND_NAMES[kind]
+        seen[name] = seen.get(name, 0) + 1
+        parsed = records.parse(raw)
+        assert (parsed is None) == bool(IS_MALFORMED[kind]) == (name in ALL_MALFORMED_KINDS), (name, raw)
+        if name == "tombstone":
+            assert raw is None
+        elif name == "empty_value":
+            assert raw == b""
+        elif name == "invalid_utf8":   # decoded leniently it would be a perfect record: the trap for Flink
+            assert raw is not None and records.parse(raw.decode("utf-8", "replace").encode()) is not None
+        elif name == "near_size_limit":
+            assert raw is not None and len(raw) == 65536 - 1024 and parsed is not None and parsed.event_id == eid
+        elif name == "oversized":
+            assert raw is not None and len(raw) == 65536 + 1024
+        elif name == "deep_nesting":
+            assert raw is not None and raw.count(b'{"n":') == 100
+    assert set(BAD_INPUT_KINDS) <= set(seen) and seen["oversized"] == 2, seen
+    # on time: their event time is their intended send time
+    bad = np.isin(b.kind, [KIND[k] for k in BAD_INPUT_KINDS])
+    assert np.array_equal(b.event_ms[bad], np.floor(b.due_ms[bad]).astype(np.int64))
+
+
+def test_bad_input_leaves_the_other_draws_alone() -> None:
+    """Without bad_input the load is what it was; with it, only the events it replaced changed kind."""
+    plain = EventModel(_scenario(**MIXED)).block(0, 3000)
+    d = scenario_dict()
+    d["load"].update(**MIXED, bad_input={"extra_fields": 0.1})
+    mixed = EventModel(parse_scenario(d)).block(0, 3000)
+    assert np.array_equal(plain.key_idx, mixed.key_idx) and np.array_equal(plain.value, mixed.value)
+    changed = plain.kind != mixed.kind
+    assert np.all(mixed.kind[changed] == KIND["extra_fields"]) and 0.05 < changed.mean() < 0.15
+
+
+def test_sized_kinds_need_the_topic_limit() -> None:
+    from harness.errors import HarnessError
+
+    d = scenario_dict()
+    d["load"]["bad_input"] = {"near_size_limit": 0.01}
+    with pytest.raises(HarnessError) as exc:
+        parse_scenario(d)
+    assert "topic.max_message_bytes" in exc.value.message and exc.value.exit_code == 2
 
 
 def test_heartbeat_is_well_formed_and_recognised() -> None:

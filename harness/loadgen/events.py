@@ -26,7 +26,30 @@ MALFORMED_KINDS = (
     "event_time_not_integer",  # event_time is a numeric string or a float
 )
 KIND_MALFORMED_FIRST = 3
-KIND_NAMES = ("normal", "out_of_order", "late") + MALFORMED_KINDS
+# What real topics carry beyond those, each at its own share (load.bad_input); the comments say how the rule
+# judges each. They replace whatever kind an event would otherwise have been, and are on time.
+BAD_INPUT_KINDS = (
+    "tombstone",             # a null value: malformed
+    "empty_value",           # zero bytes: malformed
+    "invalid_utf8",          # a record whose pad holds bytes that are not UTF-8: malformed (decoded leniently
+    #                          it would be a perfect record)
+    "deep_nesting",          # `value` is an object 100 levels deep: malformed
+    "deep_nesting_extra",    # an extra field holds an object 100 levels deep: well-formed
+    "extra_fields",          # unknown fields beside the four: well-formed
+    "near_size_limit",       # 1 KiB under the topic's max.message.bytes: well-formed
+    "oversized",             # 1 KiB over it: the broker refuses it, so no engine sees it
+)
+KIND_BAD_FIRST = KIND_MALFORMED_FIRST + len(MALFORMED_KINDS)
+KIND_NAMES = ("normal", "out_of_order", "late") + MALFORMED_KINDS + BAD_INPUT_KINDS
+KIND = {name: code for code, name in enumerate(KIND_NAMES)}
+# Every kind the rule calls malformed, and per kind code whether it is (ground truth's well-formed events are
+# the others, less the records the broker refused).
+ALL_MALFORMED_KINDS = MALFORMED_KINDS + ("tombstone", "empty_value", "invalid_utf8", "deep_nesting")
+IS_MALFORMED = np.array([name in ALL_MALFORMED_KINDS for name in KIND_NAMES])
+# Well-formed kinds sent on time (late events are the generator's `late` only).
+ON_TIME_KINDS = tuple(KIND[n] for n in ("normal", "out_of_order", "deep_nesting_extra", "extra_fields",
+                                        "near_size_limit", "oversized"))
+NESTING_DEPTH = 100
 VALUE_MAX = 1000
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -49,7 +72,7 @@ def uniform(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
 
 
 # One stream per attribute, so changing how one attribute is drawn never shifts another.
-S_KIND, S_MALFORMED, S_DELAY, S_KEY, S_VALUE = 1, 2, 3, 4, 5
+S_KIND, S_MALFORMED, S_DELAY, S_KEY, S_VALUE, S_BAD = 1, 2, 3, 4, 5, 6
 
 
 @dataclass
@@ -61,7 +84,7 @@ class EventBlock:
     key_idx: np.ndarray      # int64
     value: np.ndarray        # int64, 1..VALUE_MAX
     event_ms: np.ndarray     # int64: event-time offset (may precede 0 for delayed events near the start)
-    kind: np.ndarray         # int8: KIND_* (malformed kinds from KIND_MALFORMED_FIRST)
+    kind: np.ndarray         # int8: a code into KIND_NAMES (IS_MALFORMED says which ones are malformed)
 
     def __len__(self) -> int:
         return len(self.event_id)
@@ -82,6 +105,13 @@ class EventModel:
             self._key_cdf: np.ndarray | None = np.cumsum(w) / w.sum()
         else:
             self._key_cdf = None
+        bad = load.bad_input
+        self._bad_codes = np.array([KIND[n] for n in bad.fractions()], dtype=np.int8)
+        self._bad_cum = np.cumsum(list(bad.fractions().values()))
+        # the oversized records sit evenly spread over the load, never first or last
+        n = self.count
+        self.oversized_at = np.array(sorted({(j + 1) * n // (bad.oversized + 1) for j in range(bad.oversized)} - {0}),
+                                     dtype=np.int64) if bad.oversized and n > 1 else np.zeros(0, dtype=np.int64)
 
     @property
     def count(self) -> int:
@@ -106,6 +136,13 @@ class EventModel:
         sub = np.minimum((uniform(s.seed, S_MALFORMED, idx) * len(MALFORMED_KINDS)).astype(np.int64),
                          len(MALFORMED_KINDS) - 1)
         kind[malformed] = (KIND_MALFORMED_FIRST + sub[malformed]).astype(np.int8)
+        if len(self._bad_cum) and self._bad_cum[-1] > 0:
+            u_bad = uniform(s.seed, S_BAD, idx)
+            which = np.searchsorted(self._bad_cum, u_bad, side="right")
+            hit = which < len(self._bad_codes)
+            kind[hit] = self._bad_codes[which[hit]]
+        over = self.oversized_at[(self.oversized_at >= start) & (self.oversized_at < stop)]
+        kind[over - start] = KIND["oversized"]
         event_ms = np.floor(due).astype(np.int64)
         ooo = kind == KIND_OUT_OF_ORDER
         if ooo.any():

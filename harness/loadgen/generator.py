@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from harness.loadgen.encoding import Encoder, JsonEncoder
 from harness.loadgen.events import HEARTBEAT_KEY, EventModel, key_name
@@ -26,6 +27,9 @@ from harness.scenario import Scenario
 from harness.stack.probes import kafka_conf
 
 BLOCK = 20_000
+# An event's offset while its delivery report is outstanding, and when the broker refused it: for its size
+# (ground truth leaves it out), or for any other reason (it stays in, and delivery_errors flags the load).
+OFFSET_UNKNOWN, OFFSET_FAILED, OFFSET_TOO_LARGE = -1, -2, -3
 PRODUCER_SETTINGS: dict[str, object] = {
     "acks": "all",
     "enable.idempotence": True,
@@ -59,6 +63,10 @@ class SendStats:
     last_ack_ms: int | None = None
     finished_ms: int | None = None
     interrupted: bool = False
+    # per partition, each event's offset in the order its delivery report came: per partition that is the order
+    # it was produced in (the idempotent producer keeps it), so event i's offset is found without a lookup
+    offsets: dict[int, array] = field(default_factory=dict)    # array("q"): 8 bytes an event
+    refused_too_large: int = 0
 
     def summary(self) -> dict[str, object]:
         from harness.metrics.stats import percentiles
@@ -70,6 +78,7 @@ class SendStats:
             "events_sent": self.sent,
             "events_acked": self.acked,
             "delivery_errors": self.delivery_errors,
+            "refused_too_large": self.refused_too_large,
             "last_delivery_error": self.last_error,
             "heartbeats_sent": self.heartbeats_sent,
             "heartbeats_acked": self.heartbeats_acked,
@@ -86,15 +95,37 @@ class SendStats:
 Progress = Callable[[SendStats], None]
 
 
+def event_offsets(partitions: np.ndarray, delivered: dict[int, array]) -> np.ndarray:
+    """Per event (partitions[i] is event i's partition, in the order they were sent), its offset or an OFFSET_*
+    code, from SendStats.offsets."""
+    out = np.full(len(partitions), OFFSET_UNKNOWN, dtype=np.int64)
+    for p, offs in delivered.items():
+        where = np.flatnonzero(partitions == p)
+        n = min(len(where), len(offs))
+        out[where[:n]] = np.frombuffer(offs, dtype=np.int64, count=n)
+    return out
+
+
+def size_settings(scenario: Scenario) -> dict[str, object]:
+    """With a topic size limit: the producer's own limit above it, so the broker is the one that refuses a record
+    over it, and batches under it, so a batch of small records never is refused (a record larger than
+    batch.size travels in a batch of its own)."""
+    limit = scenario.topic.max_message_bytes
+    if limit is None:
+        return {}
+    return {"message.max.bytes": 2 * limit + 4096, "batch.size": min(1_000_000, limit - 2048)}
+
+
 class LoadGenerator:
     def __init__(self, scenario: Scenario, bootstrap: str, topic: str, *, encoder: Encoder | None = None,
                  model: EventModel | None = None, producer_settings: dict[str, object] | None = None) -> None:
         self.s = scenario
         self.topic = topic
         self.model = model or EventModel(scenario)
-        self.encoder = encoder or JsonEncoder(scenario.load.payload_bytes)
+        self.encoder = encoder or JsonEncoder(scenario.load.payload_bytes, scenario.topic.max_message_bytes)
         self.partitions = scenario.topic.partitions
-        self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **(producer_settings or {})}))
+        self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **size_settings(scenario),
+                                                          **(producer_settings or {})}))
         self.stop = threading.Event()
         self.load_done = threading.Event()  # set once every event has been handed to the producer
         self.stats: SendStats | None = None
@@ -109,10 +140,19 @@ class LoadGenerator:
 
     def _on_event_delivery(self, err: object, msg: object) -> None:
         st = self._stats
+        offs = st.offsets.get(msg.partition())  # type: ignore[attr-defined]
+        if offs is None:
+            offs = st.offsets[msg.partition()] = array("q")  # type: ignore[attr-defined]
         if err is not None:
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE:  # type: ignore[attr-defined]
+                st.refused_too_large += 1
+                offs.append(OFFSET_TOO_LARGE)
+            else:
+                offs.append(OFFSET_FAILED)
             st.delivery_errors += 1
             st.last_error = str(err)
             return
+        offs.append(msg.offset())  # type: ignore[attr-defined]
         st.acked += 1
         st.ack_latency_ms.append(msg.latency() * 1000.0)  # type: ignore[attr-defined]
         sec = (self._poll_now_ms - st.time_base_ms) // 1000
@@ -213,6 +253,15 @@ class LoadGenerator:
             stats.first_handoff_ms, stats.last_handoff_ms = int(nz[0]), int(nz.max())
             for sec, cnt in zip(*np.unique((nz - time_base_ms) // 1000, return_counts=True)):
                 stats.sent_per_second[int(sec)] = int(cnt)
+        # Every event's delivery report before load_done, so ground truth knows each one's offset (and which the
+        # broker refused). What is still queued is a few linger intervals' worth.
+        deadline = time.monotonic() + 30
+        while len(self.producer) and time.monotonic() < deadline:
+            self._poll(stats, 0.005)
+            now = clock()
+            if now >= next_hb:
+                self._heartbeats(stats, now // 1_000_000)
+                next_hb = now + hb_every_ns
         self.load_done.set()
         # Heartbeats after the load, until the last window can have closed everywhere.
         while heartbeat_until_ms is not None and not self.stop.is_set() and clock() // 1_000_000 < heartbeat_until_ms:

@@ -39,7 +39,7 @@ LIVE_FIELDS = ("sent", "acked", "delivery_errors", "last_error", "heartbeats_sen
 class GeneratorProcess:
     def __init__(self, scenario: Scenario, bootstrap: str, topic: str, *, owner: dict[str, str] | None = None) -> None:
         self.scenario, self.bootstrap, self.topic, self.owner = scenario, bootstrap, topic, owner or {}
-        self.encoder = JsonEncoder(scenario.load.payload_bytes)
+        self.encoder = JsonEncoder(scenario.load.payload_bytes, scenario.topic.max_message_bytes)
         self._ctx = mp.get_context("spawn")
         self.stop = SharedFlag(self._ctx)
         self.load_done = threading.Event()   # set once the child's figures for every sent event are here

@@ -236,6 +236,12 @@ def report_context(run: RunData) -> dict[str, Any]:
                           "Duplicates are counted in the append log: those written between a fault and the next "
                           "one, and the run's total; wrong / missing / extra judge the final table against the "
                           "promised answer. The lag plot under Plots marks the faults.")] if run.scenario.faults else []),
+        *([_table_section("bad-input", "Bad input", [("", bad_in)],
+                          "Per record kind: what the generator sent, what the topic holds (the broker refuses a "
+                          "record over its size limit), and per engine run the records it wrote as malformed (all "
+                          "of a malformed kind, none of a well-formed one) and the windows holding a record of the "
+                          "kind that its final table got wrong or left out (README \"What counts as malformed\").")]
+          if (bad_in := T.bad_input(run)).rows else []),
         _table_section("not-run", "Engines skipped or failed", [], html=not_run_html(run)),
         *([_table_section("bad-windows", "Bad windows", [("", bad)],
                           "Windows whose final value is not the promised one, with both values (the first 10 of "
@@ -255,6 +261,8 @@ def report_context(run: RunData) -> dict[str, Any]:
            ("latency-floor", "Latency floor"), ("moving-parts", "Moving parts"),
            *([("faults", "Faults")] if run.scenario.faults else []), ("not-run", "Skipped/failed"),
            ("all-runs", "Every run"), ("scenario", "Scenario & machine"), ("definitions", "Definitions")]
+    if any(sec["id"] == "bad-input" for sec in sections):
+        nav.insert(nav.index(("not-run", "Skipped/failed")), ("bad-input", "Bad input"))
     if any(sec["id"] == "bad-windows" for sec in sections):
         nav.insert(nav.index(("not-run", "Skipped/failed")) + 1, ("bad-windows", "Bad windows"))
     return {

@@ -388,6 +388,33 @@ def faults(run: RunData) -> Table:
     return t
 
 
+def bad_input(run: RunData) -> Table:
+    """One line per record kind (the malformed ones and load.bad_input's): what was sent, what the topic holds,
+    and per engine run how many it wrote as malformed and how many windows holding such a record it got wrong
+    (harness/metrics/bad_input.py)."""
+    runs = [r for r in run.runs if r.entry.malformed is not None and r.entry.malformed.by_kind]
+    t = Table(["kind", "rule", "sent / in topic", *[r.label for r in runs]])
+    kinds: list[str] = []
+    for r in runs:
+        kinds += [k for k in r.entry.malformed.by_kind if k not in kinds]  # type: ignore[union-attr]
+    for kind in kinds:
+        first = next(r.entry.malformed.by_kind[kind] for r in runs if kind in r.entry.malformed.by_kind)  # type: ignore[union-attr]
+        cells = [Cell("malformed" if first.malformed else "well-formed"), Cell(f"{first.sent} / {first.in_topic}")]
+        for r in runs:
+            k = r.entry.malformed.by_kind.get(kind)  # type: ignore[union-attr]
+            if k is None:
+                cells.append(Cell("–"))
+                continue
+            want = k.in_topic if k.malformed else 0
+            counted = "?" if k.counted_as_malformed is None else str(k.counted_as_malformed)
+            cell = Cell(f"{counted} as malformed; {k.windows_not_exact} of {k.windows} windows not exact")
+            if k.counted_as_malformed is not None and k.counted_as_malformed != want or k.windows_not_exact:
+                cell.add("bad")
+            cells.append(cell)
+        t.rows.append(Row(kind, cells))
+    return t
+
+
 def latency_floor(run: RunData) -> Table:
     groups = run.by_engine()
     keys: list[str] = []
@@ -600,7 +627,7 @@ def loads(run: RunData) -> Table:
         t.rows.append(Row(ld.load_id, [
             Cell(f"{ld.engine or 'none'} #{ld.repeat}"),
             Cell(f"{g.events_sent} / {g.events_scheduled}", "bad" if g.events_sent != g.events_scheduled else ""),
-            Cell(str(g.events_acked), "bad" if g.delivery_errors else ""),
+            Cell(str(g.events_acked), "bad" if g.delivery_errors > g.refused_too_large else ""),
             Cell(fmt(num(g.achieved_rate_eps), "", 1)),
             Cell(fmt(num(g.send_delay_ms.p99), "", 2)),
             Cell(fmt(num(g.ack_latency_ms.p99), "", 2)),

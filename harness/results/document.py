@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from harness.scenario import Scenario
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
 # complete: every promised window held its value; settled: the sink went quiet first, judged as it stands;
@@ -182,6 +182,8 @@ class GeneratorStats(Section):
     events_sent: int
     events_acked: int
     delivery_errors: int = 0
+    refused_too_large: int = Field(0, description="of the delivery errors, records the broker refused for their "
+                                   "size (over the topic's max.message.bytes): left out of ground truth")
     last_delivery_error: Optional[str] = None
     heartbeats_sent: int = 0
     heartbeats_acked: int = 0
@@ -279,12 +281,30 @@ class WindowSummary(Section):
     first_emission_ms: Optional[Percentiles] = Field(None, description="only for engines that emit updates")
 
 
+class KindCount(Section):
+    """One record kind of the load (harness/metrics/bad_input.py)."""
+
+    malformed: bool = Field(description="whether the rule (README \"What counts as malformed\") calls it malformed")
+    sent: int = Field(description="records of this kind the generator handed over")
+    in_topic: int = Field(description="of those, what the topic holds (the broker refuses records over its limit)")
+    counted_as_malformed: Optional[int] = Field(description="of those, the distinct (partition, offset) pairs the "
+                                                "engine wrote to harness_malformed: all of them for a malformed kind, "
+                                                "none otherwise; None when a delivery report is missing")
+    windows: int = Field(description="windows of the promised answer that contain a record of this kind")
+    windows_not_exact: int = Field(description="of those, the windows the engine's final table got wrong or "
+                                   "left out")
+
+
 class MalformedCount(Section):
     sent: int
     counted_by_engine: Optional[int] = Field(None, description="distinct (partition, offset) pairs the engine "
                                              "wrote to harness_malformed")
     rows_written: Optional[int] = Field(None, description="rows it wrote there: more than counted when a replay "
                                         "wrote a record's row again")
+    by_kind: dict[str, KindCount] = Field(default_factory=dict, description="per malformed kind and load.bad_input "
+                                          "kind in the load")
+    not_malformed_counted: Optional[int] = Field(None, description="pairs the engine wrote as malformed that ground "
+                                                 "truth holds as well-formed or does not know")
 
 
 class Throughput(Section):
@@ -481,7 +501,7 @@ class EngineResult(Section):
 class ResultDocument(Section):
     """result.json."""
 
-    schema_version: Literal[5] = SCHEMA_VERSION
+    schema_version: Literal[6] = SCHEMA_VERSION
     run_id: str
     status: RunStatus
     error: Optional[str] = None

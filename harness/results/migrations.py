@@ -59,7 +59,15 @@ def _v4_to_v5(doc: Doc) -> Doc:
     return doc
 
 
-STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+def _v5_to_v6(doc: Doc) -> Doc:
+    """v6 added only optional fields: an engine run's faults, the generator's
+    refused_too_large and, under malformed, by_kind and not_malformed_counted. A v5 file is a valid v6 document
+    once its version says so."""
+    doc["schema_version"] = 6
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
 READABLE = sorted({*STEPS, SCHEMA_VERSION})
 
 

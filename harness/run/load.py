@@ -55,7 +55,9 @@ class LoadSession:
 
     def prepare(self) -> None:
         """The topic, the event model and the generator; the sink tables exist."""
-        topics.create_topic(self.bootstrap, self.topic, self.scenario.topic.partitions)
+        limit = self.scenario.topic.max_message_bytes
+        topics.create_topic(self.bootstrap, self.topic, self.scenario.topic.partitions,
+                            config={"max.message.bytes": str(limit)} if limit else None)
         self.model = EventModel(self.scenario)
         self.gen = GeneratorProcess(self.scenario, self.bootstrap, self.topic,
                                     owner={"run_id": self.run_id, "load_id": self.load_id})
@@ -112,7 +114,8 @@ class LoadSession:
         """Ground truth of what was sent, written to PostgreSQL and the run folder."""
         stats = self.stats
         assert stats is not None and self.model is not None and self.time_base_ms is not None
-        truth = groundtruth.compute(self.scenario, self.model, self.time_base_ms, stats.handoff_ms, stats.sent)
+        truth = groundtruth.compute(self.scenario, self.model, self.time_base_ms, stats.handoff_ms, stats.sent,
+                                    stats.offsets)
         with psycopg.connect(self.dsn) as conn:
             sink_tables.write_ground_truth(conn, self.load_id, truth, stats.sent, stats.acked)
         if self.results is not None:

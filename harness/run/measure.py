@@ -12,12 +12,12 @@ import psycopg
 from harness import groundtruth
 from harness.engines.protocol import Plan
 from harness.loadgen.generator import SendStats
-from harness.metrics import keeping_up, recovery, send_delay
+from harness.metrics import bad_input, keeping_up, recovery, send_delay
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
 from harness.metrics.stats import percentiles
-from harness.results.document import (CpuDuringLoad, EngineResult, FaultRecord, Lag, MalformedCount, Percentiles, Throughput,
-                                      Timing, WindowSummary)
+from harness.results.document import (CpuDuringLoad, EngineResult, FaultRecord, KindCount, Lag, MalformedCount,
+                                      Percentiles, Throughput, Timing, WindowSummary)
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
 from harness.storage import clock, sink_tables
@@ -33,6 +33,7 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
         log = sink_tables.read_log(conn, load_id)
         final = sink_tables.read_final(conn, load_id)
         malformed_counted, malformed_rows = sink_tables.count_malformed(conn, load_id)
+        pairs = sink_tables.malformed_pairs(conn, load_id)
         commit_times = sink_tables.commit_times_available(conn)
     if entry.timing is None:
         entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS)
@@ -51,8 +52,12 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.cpu_during_load = CpuDuringLoad.model_validate(
         flow.cpu_during_load(rows, time_base_ms, until, stats.sent, method=cpu_method))
     entry.windows = WindowSummary.model_validate(rep.summary)
-    entry.malformed = MalformedCount(sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted,
-                                     rows_written=malformed_rows)
+    kinds = bad_input.by_kind(truth.special, pairs, truth.windows[plan.promised_answer], final, scenario.query.window)
+    truth_pairs = _malformed_pairs(truth)
+    entry.malformed = MalformedCount(
+        sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted, rows_written=malformed_rows,
+        by_kind={k: KindCount.model_validate(v) for k, v in kinds.items()},
+        not_malformed_counted=None if truth_pairs is None else len(pairs - truth_pairs))
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))
     entry.keeping_up = keeping_up.judge(
         rows, a, b, trigger_interval_ms=plan.max_trigger_interval_ms,
@@ -63,6 +68,16 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.faults = judge_faults(faults or [], rows, rep.per_window, log,
                                 rate_per_s=stats.sent / max(1.0, scenario.duration / 1000))
     entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
+
+
+def _malformed_pairs(truth: groundtruth.GroundTruth) -> set[tuple[int, int]] | None:
+    """The (partition, offset) of every malformed record in the topic, by ground truth; None when a delivery
+    report is missing (then it cannot say which pairs are malformed)."""
+    sp = truth.special
+    bad = sp[sp["kind"].isin(bad_input.ALL_MALFORMED_KINDS)]
+    if (bad["kafka_offset"] < 0).any():
+        return None
+    return set(zip(bad["kafka_partition"].tolist(), bad["kafka_offset"].tolist()))
 
 
 def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_window: pd.DataFrame, log: pd.DataFrame,

@@ -4,8 +4,8 @@ beyond it is refused (exit 2) with the estimate, instead of running the machine 
 What grows with a load, in the harness's processes:
 - ground truth: every event handed over, as a frame, and its windows (BYTES_PER_EVENT_GROUND_TRUTH, the peak
   measured by `harness bench memory`);
-- the generator's per-event hand-off times and send delays, in its process and again in the harness's
-  (GENERATOR_BYTES_PER_EVENT: two int64/float64 arrays, twice);
+- the generator's per-event hand-off times, send delays and delivered offsets, in its process and again in the
+  harness's (GENERATOR_BYTES_PER_EVENT: three int64/float64 arrays, twice);
 - the schedule: three float64 arrays per millisecond of the load (SCHEDULE_BYTES_PER_MS), in both processes.
 Engines, the broker and PostgreSQL are not counted: they are bounded by their own settings, not by the load.
 """
@@ -27,7 +27,7 @@ from harness.scenario import Scenario
 # `harness bench memory` on this project's machine (1 M events of the quick scenario's mix: see the closing
 # note of the issue that added it). The bench prints the figure again wherever it runs.
 BYTES_PER_EVENT_GROUND_TRUTH = 420
-GENERATOR_BYTES_PER_EVENT = 2 * (8 + 8)
+GENERATOR_BYTES_PER_EVENT = 2 * (8 + 8 + 8)
 SCHEDULE_BYTES_PER_MS = 2 * 3 * 8
 
 

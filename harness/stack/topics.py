@@ -11,9 +11,10 @@ from harness.errors import HarnessError
 from harness.stack.probes import kafka_conf
 
 
-def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 30.0) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 30.0,
+                 config: dict[str, str] | None = None) -> None:
     admin = AdminClient(kafka_conf(bootstrap))
-    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
+    fut = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
                               operation_timeout=timeout)[name]
     try:
         fut.result(timeout=timeout)

@@ -229,5 +229,11 @@ def count_malformed(conn: psycopg.Connection, load_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def malformed_pairs(conn: psycopg.Connection, load_id: str) -> set[tuple[int, int]]:
+    """The distinct (partition, offset) pairs an engine wrote to harness_malformed for a load."""
+    return {(int(p), int(o)) for p, o in conn.execute(
+        "SELECT DISTINCT kafka_partition, kafka_offset FROM harness_malformed WHERE load_id = %s", (load_id,))}
+
+
 def log_rows_since(conn: psycopg.Connection, load_id: str) -> int:
     return int(conn.execute("SELECT count(*) FROM harness_results_log WHERE load_id = %s", (load_id,)).fetchone()[0])  # type: ignore[index]

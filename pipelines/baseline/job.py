@@ -130,7 +130,8 @@ def main(config_path: str) -> int:
             e = parse(m.value())
             if e is None:
                 counters["malformed"] += 1
-                malformed_rows.append((*ident, p, m.offset(), (m.value() or b"").decode("utf-8", "replace")))
+                malformed_rows.append((*ident, p, m.offset(),
+                                       (m.value() or b"").decode("utf-8", "replace").replace("\x00", "")))
                 continue
             watermark = min(max_et.values()) - wm_delay
             if e.event_time > max_et[p]:

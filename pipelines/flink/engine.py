@@ -280,6 +280,11 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
             {"name": v["name"][:120], "parallelism": v.get("parallelism"),
              "read_records": v.get("metrics", {}).get("read-records"),
              "write_records": v.get("metrics", {}).get("write-records")} for v in job.get("vertices", [])]}
+        try:   # Flink's own restarts of the job (its restart strategy), not the harness's kill_job restarts
+            got = self._get(f"/jobs/{self._job}/metrics?get=numRestarts")
+            out["restarts"] = int(got[0]["value"]) if got else None
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            pass
         try:
             cp = self._get(f"/jobs/{self._job}/checkpoints")
             out["checkpoints"] = {"counts": cp.get("counts"), "summary": {

@@ -2,8 +2,10 @@
 
 What the query computes:
 
-* reads the load's topic as raw UTF-8 text (no JSON format: that would fail the job on text that is not JSON,
-  or silently turn bad fields into nulls with `json.ignore-parse-errors`);
+* reads the load's topic as raw bytes (no JSON format: that would fail the job on text that is not JSON,
+  or silently turn bad fields into nulls with `json.ignore-parse-errors`), and decodes them as UTF-8 where
+  they are UTF-8: Flink's decoding replaces bytes that are not, which would turn such a record into a valid
+  one that the harness's parser refuses, so text that does not encode back to the same bytes is malformed;
 * decides for every record, in SQL, whether it is well-formed (the one rule of README "What counts as
   malformed": a JSON object whose `event_id`, `value` and `event_time` are JSON integers and whose `key` is a
   JSON string);
@@ -61,7 +63,11 @@ ENGINE = "flink"
 # (a quoted "value" cannot occur inside a JSON string, so only a nested object's "value" in sent_at could be a
 # false positive). Integers of more than 18 digits count as malformed (they may not fit BIGINT). Trailing
 # text after the object ({...} xyz) is ignored by the JSON functions, where Python's parsers reject it.
-CANONICAL = "JSON_QUERY(payload, '$[''event_id'',''event_time'',''key'',''sent_at'',''value'']')"
+CANONICAL = "JSON_QUERY({text}, '$[''event_id'',''event_time'',''key'',''sent_at'',''value'']')"
+# The value's text as Flink decodes it (invalid bytes replaced), and the text only where the value is UTF-8
+# (NULL for a tombstone, and for bytes that are not UTF-8: malformed either way).
+LENIENT_TEXT = "DECODE(raw_value, 'UTF-8')"
+UTF8_TEXT = f"CASE WHEN ENCODE({LENIENT_TEXT}, 'UTF-8') = raw_value THEN {LENIENT_TEXT} END"
 _INT = r"-?(?:0|[1-9][0-9]{0,17})"
 # The one group is event_time. sent_at may be any JSON value: lazily up to the top-level "value", which sorts
 # last; a nested "value" inside sent_at cannot end the text with "}" directly after its number.
@@ -113,19 +119,21 @@ def found(text: str, pattern: str) -> str:
     return f"COALESCE(REGEXP({text}, '{pattern}'), FALSE)"
 
 
-def canonical_expr() -> str:
+def canonical_expr(text: str = "payload") -> str:
     """The canonical text of the rule's fields, or NULL when the record is not a JSON object or has an exponent."""
     # The cheap digit-then-e test first: the exact one is a regex scan of the whole record.
-    exponent = f"{found('payload', '[0-9][eE]')} AND {found('payload', EXPONENT)}"
-    return f"CASE WHEN {exponent} THEN CAST(NULL AS STRING) ELSE {CANONICAL} END"
+    exponent = f"{found(text, '[0-9][eE]')} AND {found(text, EXPONENT)}"
+    return f"CASE WHEN {exponent} THEN CAST(NULL AS STRING) ELSE {CANONICAL.format(text=text)} END"
 
 
 def rowtime_expr() -> str:
     # Computed columns cannot refer to each other, so the rule is inlined here, as one REGEXP_EXTRACT that both
     # checks it and reads event_time. A malformed record gets epoch 0: a NULL rowtime fails the job, and 0 is
     # never a partition's maximum, so the watermark ignores it. The outer COALESCE: TO_TIMESTAMP_LTZ gives NULL
-    # beyond year 9999; such an event lands at epoch 0, i.e. late.
-    event_time = f"CAST(REGEXP_EXTRACT({canonical_expr()}, '{RECORD}', 1) AS BIGINT)"
+    # beyond year 9999; such an event lands at epoch 0, i.e. late. The text is the lenient decoding (one DECODE
+    # per use instead of the UTF-8 check's three): a record that is JSON but not UTF-8 moves the watermark by
+    # the event time it can be read to hold, and is still dropped as malformed below.
+    event_time = f"CAST(REGEXP_EXTRACT({canonical_expr(LENIENT_TEXT)}, '{RECORD}', 1) AS BIGINT)"
     return (f"COALESCE(TO_TIMESTAMP_LTZ(COALESCE({event_time}, CAST(0 AS BIGINT)), 3), "
             f"TO_TIMESTAMP_LTZ(CAST(0 AS BIGINT), 3))")
 
@@ -154,7 +162,6 @@ def source_ddl(cfg: dict[str, Any]) -> str:
         "properties.bootstrap.servers": cfg["bootstrap"],
         "properties.group.id": f"harness-{cfg['load_id']}",
         "format": "raw",
-        "raw.charset": "UTF-8",
         **startup_options(cfg.get("start_offsets", "earliest")),
     }
     if cfg.get("bounded"):
@@ -167,7 +174,7 @@ def source_ddl(cfg: dict[str, Any]) -> str:
     delay = int(cfg.get("watermark_delay_ms") or 0)
     watermark = "rowtime" if delay == 0 else f"rowtime - {interval(delay)}"
     return f"""CREATE TEMPORARY TABLE events_raw (
-  payload STRING,
+  raw_value BYTES,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
   kafka_offset BIGINT METADATA FROM 'offset' VIRTUAL,
   rowtime AS {rowtime_expr()},
@@ -180,8 +187,10 @@ def parsed_view_sql() -> str:
     # views and projections into one Calc and repeats an expression at every use (no common subexpressions),
     # which would parse the JSON once per field.
     return f"""CREATE TEMPORARY VIEW events_canonical AS
-SELECT payload, kafka_partition, kafka_offset, rowtime, c.canonical
-FROM events_raw CROSS JOIN UNNEST(ARRAY[{canonical_expr()}]) AS c(canonical)"""
+SELECT raw_value, payload, kafka_partition, kafka_offset, rowtime, c.canonical
+FROM events_raw
+CROSS JOIN UNNEST(ARRAY[{UTF8_TEXT}]) AS t(payload)
+CROSS JOIN UNNEST(ARRAY[{canonical_expr()}]) AS c(canonical)"""
 
 
 def fields_view_sql() -> str:
@@ -193,7 +202,7 @@ def fields_view_sql() -> str:
     sent_at = "SPLIT_INDEX(SUBSTRING(canonical FROM POSITION(',\"sent_at\":' IN canonical) + 11), ',', 0)"
     return f"""CREATE TEMPORARY VIEW events_parsed AS
 SELECT
-  payload, kafka_partition, kafka_offset, rowtime,
+  raw_value, payload, kafka_partition, kafka_offset, rowtime,
   {found('canonical', RECORD)} AS well_formed,
   -- a key with escapes (then canonical has a backslash) is left to JSON_VALUE to unescape
   CASE WHEN POSITION('\\' IN canonical) > 0 THEN JSON_VALUE(payload, '$.key')
@@ -290,11 +299,12 @@ GROUP BY `key`, window_start, window_end"""
 
 
 def malformed_insert_sql(cfg: dict[str, Any]) -> str:
-    # PostgreSQL text cannot hold NUL characters: strip them so one odd record cannot fail the sink.
+    # PostgreSQL text cannot hold NUL characters: strip them so one odd record cannot fail the sink. Text that
+    # is not UTF-8 is written as Flink decodes it (a tombstone's is NULL).
     return f"""INSERT INTO malformed_sink
 SELECT
   {sql_str(cfg['load_id'])}, {sql_str(ENGINE)}, CAST({int(cfg.get('repeat', 0))} AS INT),
-  kafka_partition, kafka_offset, REGEXP_REPLACE(payload, '\\u0000', '')
+  kafka_partition, kafka_offset, REGEXP_REPLACE(COALESCE(payload, {LENIENT_TEXT}), '\\u0000', '')
 FROM events_parsed
 WHERE NOT well_formed"""
 

@@ -1,0 +1,76 @@
+"""Per record kind: how many were sent, how many an engine wrote as malformed, and the windows they touch.
+
+An engine's malformed records are the distinct (partition, offset) pairs it wrote to harness_malformed; ground
+truth maps each sent record's pair to the kind the generator made (from its delivery reports), so a count per
+kind needs no parsing of what the engine wrote. A record's windows are the promised answer's windows of its key
+that contain its event time; "not exact" counts those the engine's final table got wrong or left out. For a
+malformed kind those windows show whether an engine let such records into a result; for a well-formed kind,
+whether it lost them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness import window_assignment
+from harness.loadgen.events import ALL_MALFORMED_KINDS, BAD_INPUT_KINDS
+from harness.loadgen.generator import OFFSET_TOO_LARGE
+from harness.metrics.windows import KEY, VALUES
+from harness.scenario import Window
+
+# The kinds counted one by one: the six malformed kinds of malformed_fraction and those of load.bad_input.
+COUNTED_KINDS = tuple(dict.fromkeys(ALL_MALFORMED_KINDS + BAD_INPUT_KINDS))
+
+
+def by_kind(special: pd.DataFrame, counted: set[tuple[int, int]], expected: pd.DataFrame, final: pd.DataFrame,
+            window: Window) -> dict[str, dict[str, Any]]:
+    """special: ground truth's special events (kind, key, event_time, kafka_partition, kafka_offset); counted:
+    the engine's (partition, offset) pairs; expected and final: the promised answer and the engine's table."""
+    rows = special[special["kind"].isin(COUNTED_KINDS)]
+    if rows.empty:
+        return {}
+    bad = _not_exact(expected, final)
+    out: dict[str, dict[str, Any]] = {}
+    for kind, group in rows.groupby("kind", sort=False):
+        refused = group["kafka_offset"].to_numpy() == OFFSET_TOO_LARGE
+        in_topic = group[~refused]
+        known = bool((in_topic["kafka_offset"] >= 0).all())   # every delivery report came
+        pairs = set(zip(in_topic["kafka_partition"].tolist(), in_topic["kafka_offset"].tolist()))
+        touched = _windows_of(in_topic, expected, window)
+        out[str(kind)] = {
+            "malformed": kind in ALL_MALFORMED_KINDS,
+            "sent": int(len(group)),
+            "in_topic": int(len(in_topic)),
+            "counted_as_malformed": len(pairs & counted) if known else None,
+            "windows": len(touched),
+            "windows_not_exact": len(touched & bad),
+        }
+    return dict(sorted(out.items(), key=lambda kv: COUNTED_KINDS.index(kv[0])))
+
+
+def _not_exact(expected: pd.DataFrame, final: pd.DataFrame) -> set[tuple[str, int, int]]:
+    m = expected[KEY + VALUES].merge(final[KEY + VALUES], on=KEY, how="left", suffixes=("_exp", ""), indicator=True)
+    if m.empty:
+        return set()
+    differs = np.any([m[v].to_numpy() != m[f"{v}_exp"].to_numpy() for v in VALUES], axis=0)
+    bad = m[(m["_merge"] != "both") | differs]
+    return set(zip(bad["key"].tolist(), bad["window_start"].tolist(), bad["window_end"].tolist()))
+
+
+def _windows_of(records: pd.DataFrame, expected: pd.DataFrame, window: Window) -> set[tuple[str, int, int]]:
+    """The expected windows (key, start, end) that contain a record's event time."""
+    if records.empty or expected.empty:
+        return set()
+    ev = records[["key", "event_time"]]
+    if window.type in ("tumbling", "sliding"):
+        w = window_assignment.assign(ev, window)[KEY].merge(expected[KEY], on=KEY)
+        return set(zip(w["key"].tolist(), w["window_start"].tolist(), w["window_end"].tolist()))
+    # sessions: the latest session of the key that starts at or before the event, if it is still open then
+    left = ev.sort_values("event_time")
+    right = expected[KEY].sort_values("window_start")
+    m = pd.merge_asof(left, right, left_on="event_time", right_on="window_start", by="key")
+    m = m[m["window_end"].notna() & (m["event_time"] < m["window_end"])]
+    return set(zip(m["key"].tolist(), m["window_start"].astype("int64").tolist(), m["window_end"].astype("int64").tolist()))
