@@ -2,7 +2,9 @@
 
 A record is well-formed when it is a JSON object whose `event_id`, `value` and `event_time` are JSON integers
 (not booleans, not floats such as 1.0, not numeric strings) and whose `key` is a JSON string. Anything else is
-malformed. A well-formed record with key `__heartbeat__` is a heartbeat: it moves watermarks, never results.
+malformed, and so is a record whose event time lies beyond the reader's wall clock plus the scenario's
+query.max_clock_skew (beyond_skew). A well-formed record with key `__heartbeat__` is a heartbeat: it moves
+watermarks, never results.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def parse(raw: bytes | None) -> Event | None:
         return None
     sent = obj.get("sent_at")
     return Event(eid, key, value, et, sent if _is_int(sent) else None)  # type: ignore[arg-type]
+
+
+def beyond_skew(e: Event, now_ms: int, max_clock_skew_ms: int | None) -> bool:
+    """The rule's second half: an event time beyond the reader's wall clock plus max_clock_skew is malformed
+    (None: the rule is off)."""
+    return max_clock_skew_ms is not None and e.event_time > now_ms + max_clock_skew_ms
 
 
 def is_heartbeat(e: Event) -> bool:

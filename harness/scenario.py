@@ -7,7 +7,7 @@ each engine's settings model, not here: this module never names an engine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -84,6 +84,14 @@ class Late(Strict):
     delay: Millis = 0
 
 
+class FarFuture(Strict):
+    """One record with an event time a day ahead, planted at `at`: in the partition of the event due then
+    (`one`), or in every partition (`all`)."""
+
+    at: Millis
+    partitions: Literal["one", "all"] = "one"
+
+
 class BadInput(Strict):
     """Records real topics carry, each a share of the load (docs/scenarios.md, README "What counts as
     malformed"). They replace whatever kind the event would otherwise have been."""
@@ -99,9 +107,12 @@ class BadInput(Strict):
                                    description="1 KiB under the topic's max_message_bytes (well-formed)")
     oversized: int = Field(0, ge=0, le=100, description="records 1 KiB over the topic's max_message_bytes, "
                                                         "which the broker refuses (left out of ground truth)")
+    far_future: list[FarFuture] = Field(default_factory=list, max_length=20,
+                                        description="records with an event time a day ahead (malformed by "
+                                                    "query.max_clock_skew)")
 
     def fractions(self) -> dict[str, float]:
-        return {k: v for k, v in self.model_dump().items() if k != "oversized"}
+        return {k: v for k, v in self.model_dump().items() if k not in ("oversized", "far_future")}
 
     @property
     def sized(self) -> bool:
@@ -190,10 +201,31 @@ class Window(Strict):
         return 1000
 
 
+FAR_FUTURE_MS = 86_400_000     # how far ahead a far_future record's event time is planted
+MAX_CLOCK_SKEW_LIMIT_MS = 43_200_000   # 12 h: half of that, so a planted record is beyond any allowed skew
+
+
 class Query(Strict):
     window: Window
     watermark_delay: Millis = 2000
     allowed_lateness: Millis = 0
+    # An event time beyond the engine's wall clock plus this is malformed (README "What counts as malformed");
+    # `none` turns the rule off, and one far-future record may then move an engine's watermark a day ahead.
+    max_clock_skew: Optional[Millis] = 3_600_000
+
+    @field_validator("max_clock_skew", mode="before")
+    @classmethod
+    def _none_turns_off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == "none" else v
+
+    @field_validator("max_clock_skew")
+    @classmethod
+    def _skew_range(cls, v: int | None) -> int | None:
+        if v is not None and not 60_000 <= v <= MAX_CLOCK_SKEW_LIMIT_MS:
+            raise ValueError(f"must be between 1min and 12h, or none (got {format_duration(v)}): engines on other "
+                             "machines may be a little off the harness's clock, and far_future records are planted "
+                             "a day ahead, which must stay beyond the skew")
+        return v
 
 
 class StallSink(Strict):
@@ -328,6 +360,10 @@ class Scenario(Strict):
                 raise ValueError(f"faults[{i}].engines names {', '.join(unknown)}, not among the scenario's engines "
                                  f"({', '.join(self.engines)})")
         load, q = self.load, self.query
+        for i, ff in enumerate(load.bad_input.far_future):
+            if ff.at >= self.duration:
+                raise ValueError(f"load.bad_input.far_future[{i}].at ({format_duration(ff.at)}) must fall inside the "
+                                 f"load (duration {format_duration(self.duration)})")
         if load.bad_input.sized and self.topic.max_message_bytes is None:
             raise ValueError("load.bad_input.near_size_limit and oversized are sized against the topic's limit: set "
                              "topic.max_message_bytes (e.g. 1048576)")

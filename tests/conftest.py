@@ -149,6 +149,8 @@ def classify(value: bytes | None, size_limit: int | None = None) -> str:
         return "event_time_not_integer"
     if obj["key"] == "__heartbeat__":
         return "heartbeat"
+    if type(obj.get("sent_at")) is int and obj["event_time"] - obj["sent_at"] > 12 * 3_600_000:
+        return "far_future"
     if "nest" in obj:
         return "deep_nesting_extra"
     if obj.keys() - LAYOUT:

@@ -90,7 +90,9 @@ def _scenario_file(tmp: Path, window: str) -> Path:
         if window == "tumbling":
             # Every kind of bad input, as scenarios/bad-input.yaml ships it (one run per engine counts each kind)
             shipped = yaml.safe_load((ROOT / "scenarios" / "bad-input.yaml").read_text())
-            load["bad_input"] = shipped["load"]["bad_input"]
+            # far_future at times inside this 8 s load: one partition, then every partition
+            load["bad_input"] = {**shipped["load"]["bad_input"],
+                                 "far_future": [{"at": "3s", "partitions": "one"}, {"at": "5s", "partitions": "all"}]}
             topic = shipped["topic"]
         # Sliding: 2 s + 0.5 s watermark + 0.1 s heartbeat + 1 s margin + Spark's 2 s batch cycle = 5.6 s at least;
         # 8 s keeps a slow batch from making late records on time.
@@ -191,12 +193,18 @@ def test_live_exact_and_counted(live_run: tuple[str, dict], name: str, svc: Svc)
             k = by_kind[kind]
             assert k["malformed"] == (kind in ALL_MALFORMED_KINDS) and k["windows_not_exact"] == 0, (kind, k)
             assert k["counted_as_malformed"] == (k["in_topic"] if k["malformed"] else 0), (kind, k)
-            if kind == "oversized":   # refused by the broker: never in the topic, left out of ground truth
+            if kind == "far_future":  # 1 in one partition, then 1 in each: all malformed by max_clock_skew
+                assert k["in_topic"] == topic["kinds"][kind] == 1 + scenario.topic.partitions, (k, topic["kinds"])
+            elif kind == "oversized":   # refused by the broker: never in the topic, left out of ground truth
                 assert k["sent"] == bad.oversized and k["in_topic"] == 0 and truth["refused_too_large"] == bad.oversized
                 assert load["generator"]["refused_too_large"] == bad.oversized
             else:
                 assert k["in_topic"] == topic["kinds"][kind] == truth[kind] > 0, (kind, k, topic["kinds"])
                 assert k["malformed"] or k["windows"] > 0, (kind, k)
+        # the rule kept the watermark where it was: no window after either plant lost
+        damage = e["malformed"]["far_future"]
+        assert [(d["partitions"], d["records"]) for d in damage] == [("one", 1), ("all", scenario.topic.partitions)]
+        assert all(d["windows_after"] > 0 and d["windows_not_exact_after"] == 0 for d in damage), damage
         # the pipeline lived through all of it: no restart of its own
         restarts = (e.get("engine_metrics") or {}).get("restarts")
         assert not restarts, e.get("engine_metrics")

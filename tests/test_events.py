@@ -121,7 +121,7 @@ def test_every_bad_input_kind_is_made_and_judged_by_the_rule() -> None:
             assert raw is not None and len(raw) == 65536 + 1024
         elif name == "deep_nesting":
             assert raw is not None and raw.count(b'{"n":') == 100
-    assert set(BAD_INPUT_KINDS) <= set(seen) and seen["oversized"] == 2, seen
+    assert set(BAD_INPUT_KINDS) - {"far_future"} <= set(seen) and seen["oversized"] == 2, seen   # far_future: below
     # on time: their event time is their intended send time
     bad = np.isin(b.kind, [KIND[k] for k in BAD_INPUT_KINDS])
     assert np.array_equal(b.event_ms[bad], np.floor(b.due_ms[bad]).astype(np.int64))
@@ -136,6 +136,26 @@ def test_bad_input_leaves_the_other_draws_alone() -> None:
     assert np.array_equal(plain.key_idx, mixed.key_idx) and np.array_equal(plain.value, mixed.value)
     changed = plain.kind != mixed.kind
     assert np.all(mixed.kind[changed] == KIND["extra_fields"]) and 0.05 < changed.mean() < 0.15
+
+
+def test_far_future_records_are_planted_a_day_ahead_in_one_or_every_partition() -> None:
+    from harness.scenario import FAR_FUTURE_MS
+
+    d = scenario_dict(topic={"partitions": 3})
+    d["load"].update(rate=500, keys=50, bad_input={"far_future": [{"at": "1s", "partitions": "one"},
+                                                                  {"at": "3s", "partitions": "all"}]})
+    m = EventModel(parse_scenario(d))
+    b = m.block(0, m.count)
+    ahead = np.flatnonzero(b.kind == KIND["far_future"])
+    assert len(ahead) == 1 + 3
+    parts = b.key_idx[ahead] % 3
+    assert sorted(parts[1:].tolist()) == [0, 1, 2]
+    assert np.array_equal(b.event_ms[ahead], np.floor(b.due_ms[ahead]).astype(np.int64) + FAR_FUTURE_MS)
+    assert 1000 <= b.due_ms[ahead[0]] < 1100 and all(3000 <= b.due_ms[i] < 3500 for i in ahead[1:])
+    enc = JsonEncoder(100)
+    e = records.parse(enc.finish(enc.prefixes(b, 1_795_000_000_000)[ahead[0]], 1_795_000_002_000))
+    assert e is not None      # well-formed JSON: it is the clock rule that makes it malformed
+    assert records.beyond_skew(e, 1_795_000_002_000, 3_600_000) and not records.beyond_skew(e, 1_795_000_002_000, None)
 
 
 def test_sized_kinds_need_the_topic_limit() -> None:

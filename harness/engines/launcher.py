@@ -31,6 +31,7 @@ def job_config(ctx: EngineContext[Any], engine: str, **extra: Any) -> dict[str, 
         "dsn": ctx.dsn, "load_id": ctx.load_id, "engine": engine, "repeat": ctx.repeat,
         "window": window_config(ctx.scenario.query.window),
         "watermark_delay_ms": ctx.scenario.query.watermark_delay,
+        "max_clock_skew_ms": ctx.scenario.query.max_clock_skew,   # None: the rule is off
         "status_file": str(ctx.work_dir / "status.json"),
         **extra,
     }

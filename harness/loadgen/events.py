@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.loadgen.schedule import Schedule
 from harness.records import HEARTBEAT_KEY  # noqa: F401  (the generator sends it; one definition)
-from harness.scenario import Scenario
+from harness.scenario import FAR_FUTURE_MS, Scenario
 
 KIND_NORMAL = 0
 KIND_OUT_OF_ORDER = 1
@@ -38,13 +38,14 @@ BAD_INPUT_KINDS = (
     "extra_fields",          # unknown fields beside the four: well-formed
     "near_size_limit",       # 1 KiB under the topic's max.message.bytes: well-formed
     "oversized",             # 1 KiB over it: the broker refuses it, so no engine sees it
+    "far_future",            # a perfect record whose event time is a day ahead: malformed by max_clock_skew
 )
 KIND_BAD_FIRST = KIND_MALFORMED_FIRST + len(MALFORMED_KINDS)
 KIND_NAMES = ("normal", "out_of_order", "late") + MALFORMED_KINDS + BAD_INPUT_KINDS
 KIND = {name: code for code, name in enumerate(KIND_NAMES)}
 # Every kind the rule calls malformed, and per kind code whether it is (ground truth's well-formed events are
 # the others, less the records the broker refused).
-ALL_MALFORMED_KINDS = MALFORMED_KINDS + ("tombstone", "empty_value", "invalid_utf8", "deep_nesting")
+ALL_MALFORMED_KINDS = MALFORMED_KINDS + ("tombstone", "empty_value", "invalid_utf8", "deep_nesting", "far_future")
 IS_MALFORMED = np.array([name in ALL_MALFORMED_KINDS for name in KIND_NAMES])
 # Well-formed kinds sent on time (late events are the generator's `late` only).
 ON_TIME_KINDS = tuple(KIND[n] for n in ("normal", "out_of_order", "deep_nesting_extra", "extra_fields",
@@ -112,20 +113,42 @@ class EventModel:
         n = self.count
         self.oversized_at = np.array(sorted({(j + 1) * n // (bad.oversized + 1) for j in range(bad.oversized)} - {0}),
                                      dtype=np.int64) if bad.oversized and n > 1 else np.zeros(0, dtype=np.int64)
+        self.far_future_at = self._far_future_at()
 
     @property
     def count(self) -> int:
         return self.schedule.count
 
+    def _keys(self, idx: np.ndarray) -> np.ndarray:
+        load = self.s.load
+        u_key = uniform(self.s.seed, S_KEY, idx)
+        if self._key_cdf is None:
+            return np.minimum((u_key * load.keys).astype(np.int64), load.keys - 1)
+        return np.minimum(np.searchsorted(self._key_cdf, u_key, side="right"), load.keys - 1).astype(np.int64)
+
+    def _far_future_at(self) -> np.ndarray:
+        """The events planted a day ahead: per entry, the event due at its time (`one`), or the first event due
+        from then on in each partition (`all`); a partition no key maps to gets none."""
+        parts_n = self.s.topic.partitions
+        out: set[int] = set()
+        for ff in self.s.load.bad_input.far_future:
+            i0 = min(int(np.ceil(self.schedule.cumulative[ff.at] - 1e-9)), self.count - 1)
+            if i0 < 0:
+                continue
+            idx = np.arange(i0, min(self.count, i0 + 100_000), dtype=np.int64)
+            parts = self._keys(idx) % parts_n
+            wanted = [int(parts[0])] if ff.partitions == "one" else range(parts_n)
+            for p in wanted:
+                hit = np.flatnonzero(parts == p)
+                if len(hit):
+                    out.add(int(idx[hit[0]]))
+        return np.array(sorted(out), dtype=np.int64)
+
     def block(self, start: int, stop: int) -> EventBlock:
         s, load = self.s, self.s.load
         idx = np.arange(start, stop, dtype=np.int64)
         due = self.schedule.due_ms(start, stop)
-        u_key = uniform(s.seed, S_KEY, idx)
-        if self._key_cdf is None:
-            key_idx = np.minimum((u_key * load.keys).astype(np.int64), load.keys - 1)
-        else:
-            key_idx = np.minimum(np.searchsorted(self._key_cdf, u_key, side="right"), load.keys - 1).astype(np.int64)
+        key_idx = self._keys(idx)
         value = 1 + np.minimum((uniform(s.seed, S_VALUE, idx) * VALUE_MAX).astype(np.int64), VALUE_MAX - 1)
         u_kind = uniform(s.seed, S_KIND, idx)
         mf, lf, of = load.malformed_fraction, load.late.fraction, load.out_of_order.fraction
@@ -143,6 +166,8 @@ class EventModel:
             kind[hit] = self._bad_codes[which[hit]]
         over = self.oversized_at[(self.oversized_at >= start) & (self.oversized_at < stop)]
         kind[over - start] = KIND["oversized"]
+        ahead = self.far_future_at[(self.far_future_at >= start) & (self.far_future_at < stop)] - start
+        kind[ahead] = KIND["far_future"]
         event_ms = np.floor(due).astype(np.int64)
         ooo = kind == KIND_OUT_OF_ORDER
         if ooo.any():
@@ -150,4 +175,5 @@ class EventModel:
                                load.out_of_order.max_delay - 1)
             event_ms[ooo] -= d[ooo]
         event_ms[kind == KIND_LATE] -= load.late.delay
+        event_ms[ahead] += FAR_FUTURE_MS
         return EventBlock(idx, due, key_idx, value, event_ms, kind)

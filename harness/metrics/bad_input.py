@@ -74,3 +74,30 @@ def _windows_of(records: pd.DataFrame, expected: pd.DataFrame, window: Window) -
     m = pd.merge_asof(left, right, left_on="event_time", right_on="window_start", by="key")
     m = m[m["window_end"].notna() & (m["event_time"] < m["window_end"])]
     return set(zip(m["key"].tolist(), m["window_start"].astype("int64").tolist(), m["window_end"].astype("int64").tolist()))
+
+
+def far_future_damage(special: pd.DataFrame, expected: pd.DataFrame, final: pd.DataFrame, *, time_base_ms: int,
+                      plants: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """Per far_future plant (its `at` and `one`/`all`, in time order): the records planted, and the windows of
+    the promised answer that end after it (until the next plant) with how many the engine got wrong or left
+    out. With query.max_clock_skew on, an engine drops the records and loses nothing; with it off, this is
+    the damage one record a day ahead does to a watermark."""
+    if not plants:
+        return []
+    from harness.scenario import FAR_FUTURE_MS
+
+    rows = special[special["kind"] == "far_future"]
+    intended = (rows["event_time"].to_numpy() - FAR_FUTURE_MS - time_base_ms) if len(rows) else np.zeros(0)
+    bad = _not_exact(expected, final)
+    ends = expected["window_end"].to_numpy() - time_base_ms if len(expected) else np.zeros(0)
+    keys = list(zip(expected["key"].tolist(), expected["window_start"].tolist(), expected["window_end"].tolist()))
+    out = []
+    order = sorted(plants)
+    for j, (at, partitions) in enumerate(order):
+        until = order[j + 1][0] if j + 1 < len(order) else None
+        planted = int(((intended >= at) & ((intended < until) if until is not None else True)).sum())
+        inside = (ends > at) & ((ends <= until) if until is not None else True)
+        after = [k for k, hit in zip(keys, inside) if hit]
+        out.append({"at_ms": at, "partitions": partitions, "records": planted, "windows_after": len(after),
+                    "windows_not_exact_after": sum(1 for k in after if k in bad)})
+    return out

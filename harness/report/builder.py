@@ -201,6 +201,14 @@ def _table_section(id_: str, title: str, tables: list[tuple[str, T.Table]], intr
             "html": html}
 
 
+def _skew(run: RunData) -> str:
+    from harness.durations import format_duration
+
+    skew = run.scenario.query.max_clock_skew
+    return "none (the rule is off: engines read them as events)" if skew is None else \
+        f"{format_duration(skew)} (such records are malformed)"
+
+
 def _commit_sha(run: RunData) -> str | None:
     return run.doc.versions.commit.sha if run.doc.versions is not None else None
 
@@ -236,7 +244,10 @@ def report_context(run: RunData) -> dict[str, Any]:
                           "Duplicates are counted in the append log: those written between a fault and the next "
                           "one, and the run's total; wrong / missing / extra judge the final table against the "
                           "promised answer. The lag plot under Plots marks the faults.")] if run.scenario.faults else []),
-        *([_table_section("bad-input", "Bad input", [("", bad_in)],
+        *([_table_section("bad-input", "Bad input", [("", bad_in), *(
+            [(f"Records planted a day ahead, with query.max_clock_skew {_skew(run)}: windows after each plant "
+              "(until the next) that the final table got wrong or left out", ff)] if (ff := T.far_future(run)).rows
+            else [])],
                           "Per record kind: what the generator sent, what the topic holds (the broker refuses a "
                           "record over its size limit), and per engine run the records it wrote as malformed (all "
                           "of a malformed kind, none of a well-formed one) and the windows holding a record of the "
@@ -357,6 +368,8 @@ def render_markdown(ctx: dict[str, Any]) -> str:
         if sec["intro"]:
             out += [sec["intro"], ""]
         for t in sec["tables"]:
+            if t["caption"]:
+                out += [f"**{t['caption']}**", ""]
             out += md_table(t["table"]) + [""]
     out += ["## Engines skipped or failed", ""]
     rows = T.not_run(run)

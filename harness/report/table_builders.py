@@ -399,7 +399,10 @@ def bad_input(run: RunData) -> Table:
         kinds += [k for k in r.entry.malformed.by_kind if k not in kinds]  # type: ignore[union-attr]
     for kind in kinds:
         first = next(r.entry.malformed.by_kind[kind] for r in runs if kind in r.entry.malformed.by_kind)  # type: ignore[union-attr]
-        cells = [Cell("malformed" if first.malformed else "well-formed"), Cell(f"{first.sent} / {first.in_topic}")]
+        rule = "malformed" if first.malformed else "well-formed"
+        if kind == "far_future" and run.scenario.query.max_clock_skew is None:
+            rule = "malformed in ground truth; the clock rule is off"
+        cells = [Cell(rule), Cell(f"{first.sent} / {first.in_topic}")]
         for r in runs:
             k = r.entry.malformed.by_kind.get(kind)  # type: ignore[union-attr]
             if k is None:
@@ -412,6 +415,28 @@ def bad_input(run: RunData) -> Table:
                 cell.add("bad")
             cells.append(cell)
         t.rows.append(Row(kind, cells))
+    return t
+
+
+def far_future(run: RunData) -> Table:
+    """Per far_future plant and engine run: the windows after it that the final table got wrong or left out."""
+    runs = [r for r in run.runs if r.entry.malformed is not None and r.entry.malformed.far_future]
+    t = Table(["planted", "records", *[r.label for r in runs]])
+    if not runs:
+        return t
+    plants = runs[0].entry.malformed.far_future  # type: ignore[union-attr]
+    for j, p in enumerate(plants):
+        cells = [Cell(f"{p.records} ({'one partition' if p.partitions == 'one' else 'every partition'})")]
+        for r in runs:
+            d = r.entry.malformed.far_future  # type: ignore[union-attr]
+            if j >= len(d):
+                cells.append(Cell("–"))
+                continue
+            cell = Cell(f"{d[j].windows_not_exact_after} of {d[j].windows_after} windows after it not exact")
+            if d[j].windows_not_exact_after:
+                cell.add("bad")
+            cells.append(cell)
+        t.rows.append(Row(f"+{p.at_ms / 1000:g} s", cells))
     return t
 
 

@@ -295,6 +295,17 @@ class KindCount(Section):
                                    "left out")
 
 
+class FarFutureDamage(Section):
+    """One far_future plant of the load (harness/metrics/bad_input.py: far_future_damage)."""
+
+    at_ms: int = Field(description="when it was planted, ms after the load's time base")
+    partitions: Literal["one", "all"]
+    records: int = Field(description="records planted, each a day ahead")
+    windows_after: int = Field(description="windows of the promised answer ending after it, until the next plant")
+    windows_not_exact_after: int = Field(description="of those, the ones the engine's final table got wrong or "
+                                         "left out")
+
+
 class MalformedCount(Section):
     sent: int
     counted_by_engine: Optional[int] = Field(None, description="distinct (partition, offset) pairs the engine "
@@ -305,6 +316,8 @@ class MalformedCount(Section):
                                           "kind in the load")
     not_malformed_counted: Optional[int] = Field(None, description="pairs the engine wrote as malformed that ground "
                                                  "truth holds as well-formed or does not know")
+    far_future: list[FarFutureDamage] = Field(default_factory=list, description="per far_future plant: the windows "
+                                              "after it the engine got wrong (the damage with max_clock_skew: none)")
 
 
 class Throughput(Section):

@@ -16,8 +16,8 @@ from harness.metrics import bad_input, keeping_up, recovery, send_delay
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
 from harness.metrics.stats import percentiles
-from harness.results.document import (CpuDuringLoad, EngineResult, FaultRecord, KindCount, Lag, MalformedCount,
-                                      Percentiles, Throughput, Timing, WindowSummary)
+from harness.results.document import (CpuDuringLoad, EngineResult, FarFutureDamage, FaultRecord, KindCount, Lag,
+                                      MalformedCount, Percentiles, Throughput, Timing, WindowSummary)
 from harness.run.planning import windows_per_event
 from harness.scenario import Scenario
 from harness.storage import clock, sink_tables
@@ -57,6 +57,9 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.malformed = MalformedCount(
         sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted, rows_written=malformed_rows,
         by_kind={k: KindCount.model_validate(v) for k, v in kinds.items()},
+        far_future=[FarFutureDamage.model_validate(d) for d in bad_input.far_future_damage(
+            truth.special, truth.windows[plan.promised_answer], final, time_base_ms=time_base_ms,
+            plants=[(ff.at, ff.partitions) for ff in scenario.load.bad_input.far_future])],
         not_malformed_counted=None if truth_pairs is None else len(pairs - truth_pairs))
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))
     entry.keeping_up = keeping_up.judge(

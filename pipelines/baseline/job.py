@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-from harness.records import is_heartbeat, parse
+from harness.records import beyond_skew, is_heartbeat, parse
 from harness.stack.probes import kafka_conf
 
 NEG = -(2**62)
@@ -113,6 +113,7 @@ def main(config_path: str) -> int:
     conn = psycopg.connect(cfg["dsn"])
     win = Windows(cfg["window"])
     wm_delay = cfg["watermark_delay_ms"]
+    skew = cfg.get("max_clock_skew_ms")
     max_et = {p: NEG for p in parts}
     offsets = {p: 0 for p in parts}
     counters = {"records_in": 0, "malformed": 0, "late_dropped": 0, "heartbeats": 0, "emitted": 0, "db_retries": 0}
@@ -121,6 +122,7 @@ def main(config_path: str) -> int:
     while not stop["now"]:
         msgs = consumer.consume(num_messages=cfg.get("poll_batch", 2000), timeout=0.05)
         malformed_rows = []
+        now_ms = int(time.time() * 1000)
         for m in msgs:
             if m.error():
                 continue
@@ -128,6 +130,8 @@ def main(config_path: str) -> int:
             offsets[p] = m.offset() + 1
             counters["records_in"] += 1
             e = parse(m.value())
+            if e is not None and beyond_skew(e, now_ms, skew):
+                e = None
             if e is None:
                 counters["malformed"] += 1
                 malformed_rows.append((*ident, p, m.offset(),

@@ -30,7 +30,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from harness import window_assignment as harness_windows
-from harness.records import is_heartbeat, parse
+from harness.records import beyond_skew, is_heartbeat, parse
 from harness.scenario import Window
 from harness.stack.probes import kafka_conf
 
@@ -125,6 +125,8 @@ def run_once(cfg: dict[str, Any]) -> dict[str, int]:
         events, malformed = [], []
         for p, off, raw in records:
             e = parse(raw)
+            if e is not None and beyond_skew(e, now_ms, cfg.get("max_clock_skew_ms")):
+                e = None
             if e is None:
                 malformed.append((load_id, "batch", cfg["repeat"], p, off, (raw or b"").decode("utf-8", "replace").replace("\x00", "")))
             elif not is_heartbeat(e):

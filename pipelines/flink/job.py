@@ -12,6 +12,8 @@ What the query computes:
 * gives every record a rowtime: its `event_time` when well-formed, epoch 0 otherwise. Per Kafka partition the
   watermark is `max(rowtime) - watermark_delay`, so a malformed record never moves it (epoch 0 is never the
   maximum), and heartbeats (key `__heartbeat__`) do;
+* applies the clock rule: a record whose rowtime lies beyond the wall clock plus max_clock_skew is malformed,
+  and the watermark expression gives it epoch 0, so it never moves the watermark (source_ddl);
 * writes one row per malformed record (partition, offset, text) to `harness_malformed`;
 * drops malformed records and heartbeats, assigns the rest to tumbling (TUMBLE), sliding (HOP) or session
   (SESSION ... PARTITION BY key) windows on event time, and per key and window emits, when the watermark
@@ -173,6 +175,13 @@ def source_ddl(cfg: dict[str, Any]) -> str:
         options["properties.enable.auto.commit"] = "true"
     delay = int(cfg.get("watermark_delay_ms") or 0)
     watermark = "rowtime" if delay == 0 else f"rowtime - {interval(delay)}"
+    skew = cfg.get("max_clock_skew_ms")
+    if skew is not None:
+        # The rule's second half: a record beyond the wall clock plus max_clock_skew is malformed, and so must
+        # not move the watermark (the generator's watermark is the largest this expression gave; epoch 0 never
+        # is). Checked here on the rowtime column instead of inside rowtime_expr, which would parse it again.
+        watermark = (f"CASE WHEN rowtime > CURRENT_TIMESTAMP + {interval(int(skew))} "
+                     f"THEN TO_TIMESTAMP_LTZ(CAST(0 AS BIGINT), 3) ELSE {watermark} END")
     return f"""CREATE TEMPORARY TABLE events_raw (
   raw_value BYTES,
   kafka_partition INT METADATA FROM 'partition' VIRTUAL,
@@ -193,7 +202,12 @@ CROSS JOIN UNNEST(ARRAY[{UTF8_TEXT}]) AS t(payload)
 CROSS JOIN UNNEST(ARRAY[{canonical_expr()}]) AS c(canonical)"""
 
 
-def fields_view_sql() -> str:
+def within_skew(cfg: dict[str, Any]) -> str:
+    skew = cfg.get("max_clock_skew_ms")
+    return "TRUE" if skew is None else f"rowtime <= CURRENT_TIMESTAMP + {interval(int(skew))}"
+
+
+def fields_view_sql(cfg: dict[str, Any]) -> str:
     # Only read where RECORD matched, i.e. canonical = {"event_id":I,"event_time":I,"key":"...",
     # ["sent_at":any,]"value":I}: event_time is the second comma-separated part (event_id has no comma), value
     # follows the last ':', and ',"key":"' and ',"sent_at":' occur first where RECORD put them (before them
@@ -203,7 +217,7 @@ def fields_view_sql() -> str:
     return f"""CREATE TEMPORARY VIEW events_parsed AS
 SELECT
   raw_value, payload, kafka_partition, kafka_offset, rowtime,
-  {found('canonical', RECORD)} AS well_formed,
+  ({found('canonical', RECORD)} AND {within_skew(cfg)}) AS well_formed,
   -- a key with escapes (then canonical has a backslash) is left to JSON_VALUE to unescape
   CASE WHEN POSITION('\\' IN canonical) > 0 THEN JSON_VALUE(payload, '$.key')
        ELSE SPLIT_INDEX({after_key}, '"', 0) END AS `key`,
@@ -314,7 +328,7 @@ def statements(cfg: dict[str, Any]) -> tuple[list[str], list[str]]:
     ddl = [
         source_ddl(cfg),
         parsed_view_sql(),
-        fields_view_sql(),
+        fields_view_sql(cfg),
         events_view_sql(),
         jdbc_sink_ddl("results_sink", "harness_results_log", RESULT_COLUMNS, cfg),
         jdbc_sink_ddl("malformed_sink", "harness_malformed", MALFORMED_COLUMNS, cfg),

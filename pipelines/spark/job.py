@@ -9,7 +9,8 @@ What the query computes (same semantics as pipelines/flink/job.py and pipelines/
   `schema_of_variant(variant_get(v, '$.field'))` names the JSON type of each rule field exactly as
   it was written: 'BIGINT' only for a JSON integer that fits in 64 bits; a numeric string is 'STRING', 42.0
   is 'DECIMAL(1,0)', 4.2e1 is 'DOUBLE', true is 'BOOLEAN', null is 'VOID', a missing field (or a record that
-  is not an object) gives NULL. So the rule is four string comparisons (well_formed_expr);
+  is not an object) gives NULL. So the rule is four string comparisons (well_formed_expr), and the clock rule
+  one more: an event time beyond the batch's clock plus max_clock_skew is malformed (within_skew_expr);
 * malformed records: `observe()` on the parsed stream collects each batch's malformed records (partition,
   offset, text) as an observed metric, reported with the batch's progress; the progress listener writes one
   row each to `harness_malformed`. This keeps one Kafka scan and one parse per record: a union of a window
@@ -136,7 +137,16 @@ def kafka_input(spark: Any, cfg: dict[str, Any]) -> Any:
         F.col("value").cast("string").alias("raw"))
 
 
-def parse(raw: Any) -> Any:
+def within_skew_expr(skew_ms: int | None) -> str:
+    """The rule's second half: an event time beyond the batch's clock plus max_clock_skew is malformed, so it
+    never reaches the watermark (Spark's is the maximum over partitions: one such record would move it a day)."""
+    if skew_ms is None:
+        return "true"
+    return (f"coalesce(try_variant_get(v, '$.event_time', 'bigint') <= "
+            f"unix_millis(current_timestamp()) + {int(skew_ms)}, false)")
+
+
+def parse(raw: Any, skew_ms: int | None = None) -> Any:
     """Adds the parsed record `v` (a VARIANT) and the rule's verdict `ok` (never NULL).
 
     Spark's JSON parsers (parse_json, from_json, get_json_object) stop after the first complete value and
@@ -150,7 +160,8 @@ def parse(raw: Any) -> Any:
                .withColumn("_whole", F.expr(f"coalesce(try_variant_get(_arr, '$[1]', 'string') = '{NONCE}' "
                                             f"AND variant_get(_arr, '$[2]') IS NULL, false)")))
     return (wrapped.withColumn("v", F.expr("variant_get(_arr, '$[0]')"))
-            .withColumn("ok", F.expr(f"_whole AND {well_formed_expr()}")).drop("_arr", "_whole"))
+            .withColumn("ok", F.expr(f"_whole AND {well_formed_expr()} AND {within_skew_expr(skew_ms)}"))
+            .drop("_arr", "_whole"))
 
 
 def malformed_columns() -> list[Any]:
@@ -212,14 +223,14 @@ def build_windows(parsed: Any, cfg: dict[str, Any]) -> Any:
 
 def build_query(raw: Any, cfg: dict[str, Any]) -> Any:
     """The micro-batch query: window rows out; malformed records as the observed metric 'malformed'."""
-    return build_windows(observe_malformed(parse(raw)), cfg)
+    return build_windows(observe_malformed(parse(raw, cfg.get("max_clock_skew_ms"))), cfg)
 
 
-def build_malformed(raw: Any) -> Any:
+def build_malformed(raw: Any, cfg: dict[str, Any]) -> Any:
     """Malformed records as rows (real-time mode, which runs them as a query of their own)."""
     from pyspark.sql import functions as F
 
-    return parse(raw).where(~F.col("ok")).select(*malformed_columns())
+    return parse(raw, cfg.get("max_clock_skew_ms")).where(~F.col("ok")).select(*malformed_columns())
 
 
 # -------------------------------------------------------------------------------------------------- the sink
@@ -631,8 +642,8 @@ def start_query(spark: Any, cfg: dict[str, Any], sink: Sink) -> list[Any]:
     if kind == "real_time":
         # Real-time mode refuses foreachBatch and (probably) observed metrics: window rows and malformed
         # records run as two queries, each with its own Kafka source and a ForeachWriter.
-        windows = build_windows(parse(kafka_input(spark, cfg)), cfg)
-        malformed = build_malformed(kafka_input(spark, cfg))
+        windows = build_windows(parse(kafka_input(spark, cfg), cfg.get("max_clock_skew_ms")), cfg)
+        malformed = build_malformed(kafka_input(spark, cfg), cfg)
         return [writer(windows, "_windows").trigger(realTime=every).foreach(RowWriter(cfg)).start(),
                 writer(malformed, "_malformed").trigger(realTime=every).foreach(RowWriter(cfg)).start()]
     raise ValueError(f"trigger: expected processing_time, real_time or continuous, got {kind!r}")
