@@ -270,6 +270,19 @@ class KillJob(Strict):
         return self
 
 
+class KillWorker(Strict):
+    """SIGKILL one worker of the engine's cluster at `at` while its job goes on: a Flink session cluster's
+    TaskManager (the harness starts a replacement after `restart_after`, as a cluster manager would, and
+    Flink's restart strategy restores the last checkpoint), or a Spark standalone executor (Spark's master
+    launches a new one and reschedules its tasks). An engine with no separate worker skips it, with its
+    reason. `engines`: as for kill_job."""
+
+    kind: Literal["kill_worker"] = "kill_worker"
+    at: Millis
+    restart_after: Millis = 5000
+    engines: list[str] | None = None
+
+
 class RestartPostgres(Strict):
     """Stop the embedded PostgreSQL (pg_ctl stop -m fast: every connection is closed, open transactions roll
     back) at `at`, and start it again `down_for` later. An external PostgreSQL is a skip. `engines`: as for
@@ -293,7 +306,7 @@ class RestartBroker(Strict):
 
 # The fault kinds built so far (issue: failure and restart, measured); the others named there are refused with
 # the list of these.
-Fault = Annotated[Union[StallSink, KillJob, RestartPostgres, RestartBroker], Field(discriminator="kind")]
+Fault = Annotated[Union[StallSink, KillJob, KillWorker, RestartPostgres, RestartBroker], Field(discriminator="kind")]
 
 
 class Slo(Strict):

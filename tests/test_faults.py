@@ -19,8 +19,8 @@ from harness.scenario import Scenario
 def test_fault_kinds_and_times_are_validated() -> None:
     ok = Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "1s", "duration": "2s"}]))
     assert ok.faults[0].at == 1000 and ok.faults[0].duration == 2000
-    with pytest.raises(ValidationError, match="stall_sink"):       # a kind not built yet names the ones that are
-        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_worker", "at": "1s"}]))
+    with pytest.raises(ValidationError, match="kill_worker"):      # an unknown kind names the ones there are
+        Scenario.model_validate(scenario_dict(faults=[{"kind": "kill_disk", "at": "1s"}]))
     with pytest.raises(ValidationError, match="must fall inside the load"):
         Scenario.model_validate(scenario_dict(faults=[{"kind": "stall_sink", "at": "9s", "duration": "1s"}]))
     with pytest.raises(ValidationError, match="duration of more than 0"):
@@ -107,3 +107,23 @@ def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survi
     # the monitor could not read the topic's end while the broker was away: lag unknown, not 0
     away = [s for s in e["timeseries"] if fault["fired_at_ms"] + 500 <= s["wall_ms"] <= fault["ended_at_ms"] - 2500]
     assert away and all(s["lag"] is None for s in away)
+
+
+def test_kill_worker_skips_say_why_per_engine_and_mode() -> None:
+    """Only a Flink session cluster with checkpoints has a worker the harness kills; every other case is a
+    skip with its own reason, never a silent substitute."""
+    from harness.engines.discovery import discover, validate_settings
+    from harness.run.faults import skip_reason
+    from harness.scenario import KillWorker
+
+    fault = KillWorker(at="1s")
+
+    def why(name: str, **settings: Any) -> str | None:
+        cls = discover()[name]
+        return skip_reason(fault, cls(), validate_settings(cls, settings, "s.yaml"))
+
+    assert "no separate worker" in (why("baseline") or "") and "no separate worker" in (why("batch") or "")
+    assert "mode mini" in (why("flink") or "")
+    assert "checkpoint_interval" in (why("flink", mode="session") or "")
+    assert why("flink", mode="session", checkpoint_interval="2s") is None
+    assert "driver's JVM" in (why("spark") or "") and "not built yet" in (why("spark", master="standalone") or "")

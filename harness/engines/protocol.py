@@ -126,6 +126,23 @@ class Restartable(Protocol):
         An engine may also have before_kill(): read its own state just before the kill (it is not warned)."""
 
 
+class WorkerFaults(Protocol):
+    """The optional half of the Protocol that a `kill_worker` fault needs: an engine whose job runs on workers
+    apart from the process that owns it."""
+
+    def worker_skip(self, settings: Any) -> str | None:
+        """None when this engine run has a worker the harness can kill; else why not (recorded)."""
+
+    def kill_worker(self) -> list[int]:
+        """SIGKILL one worker process (and its children) at once; returns the pids killed."""
+
+    def replace_worker(self) -> str:
+        """Start a replacement where no cluster manager would (returns what was done, for the record)."""
+
+    def wait_recovered(self, timeout_s: float) -> None:
+        """Return once the job runs on a full set of workers again, after a restart of its own."""
+
+
 @runtime_checkable
 class Engine(Protocol[S]):
     name: str                            # its folder's name

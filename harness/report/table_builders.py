@@ -402,6 +402,8 @@ def bad_input(run: RunData) -> Table:
         rule = "malformed" if first.malformed else "well-formed"
         if kind == "far_future" and run.scenario.query.max_clock_skew is None:
             rule = "malformed in ground truth; the clock rule is off"
+        elif kind == "oversized":
+            rule = "refused by the broker (over max_message_bytes)"
         cells = [Cell(rule), Cell(f"{first.sent} / {first.in_topic}")]
         for r in runs:
             k = r.entry.malformed.by_kind.get(kind)  # type: ignore[union-attr]

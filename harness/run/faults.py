@@ -7,6 +7,9 @@ to fire, when it fired and ended, and what it did, so the run's figures can be r
 - `restart_postgres` / `restart_broker`: the embedded PostgreSQL or Kafka broker stopped and started again after
   `down_for`; the monitor and the jobs this project wrote reconnect, and the generator counts what it could not
   deliver.
+- `kill_worker`, a lost machine: one worker of the engine's cluster gets SIGKILL while the job goes on; after
+  `restart_after` the engine starts a replacement where no cluster manager would (WorkerFaults), and the fault
+  ends when the job runs again after a restart of its own.
 - `kill_job`, a crash: every process of the engine (and their children) gets SIGKILL at once. After
   `restart_after` the engine is asked to start again under the fault's restart policy (Restartable), and the
   fault ends when it reads its topic again. An engine without that policy skips the fault, with its reason.
@@ -24,7 +27,7 @@ import psycopg
 
 from harness.engines.protocol import Engine, Restart
 from harness.results.document import FaultRecord
-from harness.scenario import Fault, KillJob, RestartBroker, RestartPostgres, StallSink
+from harness.scenario import Fault, KillJob, KillWorker, RestartBroker, RestartPostgres, StallSink
 from harness.stack import processes
 from harness.stack.embedded import EmbeddedStack
 
@@ -52,6 +55,11 @@ def skip_reason(fault: Fault, engine: Engine[Any], settings: Any) -> str | None:
         if not hasattr(engine, "restart") or not hasattr(engine, "restart_skip"):
             return f"{engine.name} cannot be restarted by the harness (no restart in its engine class)"
         return engine.restart_skip(fault.restart_policy, settings)  # type: ignore[attr-defined]
+    if isinstance(fault, KillWorker):
+        why = engine.worker_skip(settings) if hasattr(engine, "worker_skip") else None  # type: ignore[attr-defined]
+        if why is None and not hasattr(engine, "kill_worker"):
+            why = f"{engine.name} runs in processes of its own, with no separate worker to kill (kill_job kills it whole)"
+        return why
     return None
 
 
@@ -113,6 +121,8 @@ class FaultInjector:
                     self._stall_sink(fault, rec)
                 elif isinstance(fault, KillJob):
                     self._kill_job(fault, rec)
+                elif isinstance(fault, KillWorker):
+                    self._kill_worker(fault, rec)
                 elif isinstance(fault, (RestartPostgres, RestartBroker)):
                     self._restart_service(fault, rec)
             except Exception as exc:  # a fault that could not be injected is recorded, never a crash
@@ -163,6 +173,24 @@ class FaultInjector:
         rec.detail = (f"SIGKILL to {len(rec.killed_pids)} processes; restarted from {fault.restart_policy} after "
                       f"{fault.restart_after / 1000:g} s; reading its topic again "
                       f"{(rec.running_again_ms - rec.restarted_at_ms) / 1000:.1f} s after the restart")
+
+    def _kill_worker(self, fault: KillWorker, rec: FaultRecord) -> None:
+        eng: Any = self.engine
+        rec.fired_at_ms = now_ms()
+        rec.killed_pids = eng.kill_worker()
+        self.say(f"fault kill_worker: SIGKILL to {len(rec.killed_pids)} worker processes; the job goes on")
+        if self._stop.wait(fault.restart_after / 1000):
+            rec.detail = "worker killed; the engine run ended before its replacement"
+            return
+        rec.restarted_at_ms = now_ms()
+        replaced = eng.replace_worker()
+        eng.wait_recovered(self.start_timeout_s)
+        rec.running_again_ms = rec.ended_at_ms = now_ms()
+        rec.downtime_ms = rec.running_again_ms - rec.fired_at_ms
+        rec.engine_survived = self.engine.alive()
+        rec.detail = (f"SIGKILL to worker pids {', '.join(map(str, rec.killed_pids))}; {replaced}; the job ran again "
+                      f"{(rec.running_again_ms - rec.restarted_at_ms) / 1000:.1f} s after that")
+        self.say(f"fault kill_worker: the job runs again after {rec.downtime_ms / 1000:.1f} s")
 
     def _restart_service(self, fault: RestartPostgres | RestartBroker, rec: FaultRecord) -> None:
         assert self.stack is not None

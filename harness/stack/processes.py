@@ -125,10 +125,11 @@ def kill_all(procs: list[psutil.Process], timeout: float = 10.0) -> list[int]:
     return [p.pid for p in procs]
 
 
-def pids_from_files(pid_dir: Path) -> list[int]:
-    """Live processes named in the *.pid files of a folder (Flink's and Spark's daemon scripts write them)."""
+def pids_from_files(pid_dir: Path, name_part: str = "") -> list[int]:
+    """Live processes named in the *.pid files of a folder (Flink's and Spark's daemon scripts write them);
+    name_part: only the files whose name holds it."""
     out = []
-    for f in pid_dir.glob("*.pid"):
+    for f in pid_dir.glob(f"*{name_part}*.pid" if name_part else "*.pid"):
         for word in f.read_text().split():
             if word.isdigit() and alive(int(word)):
                 out.append(int(word))

@@ -57,6 +57,9 @@ class SessionCluster:
             "jobmanager.memory.process.size": "768m", "taskmanager.memory.process.size": "1024m",
             "taskmanager.memory.managed.size": "64m",
             "metrics.fetcher.update-interval": "1 s",
+            # A lost TaskManager is noticed in seconds, not after the 50 s default (kill_worker); the RPC
+            # failures of a killed process end it sooner still.
+            "heartbeat.interval": 2000, "heartbeat.timeout": 8000,
         }
         (self.conf / "config.yaml").write_text("".join(f"{k}: {json.dumps(v) if isinstance(v, str) else v}\n"
                                                        for k, v in conf.items()))
@@ -90,6 +93,25 @@ class SessionCluster:
 
     def pids(self) -> list[int]:
         return processes.pids_from_files(self.pid_dir)
+
+    def taskmanager_pids(self) -> list[int]:
+        return processes.pids_from_files(self.pid_dir, "taskexecutor")
+
+    def kill_taskmanager(self) -> list[int]:
+        """SIGKILL the TaskManager (a lost machine): the JobManager finds out by its heartbeats."""
+        procs = processes.with_children(self.taskmanager_pids())
+        if not procs:
+            raise HarnessError("the session cluster has no TaskManager left to kill", exit_code=EXIT_FAILED)
+        return processes.kill_all(procs)
+
+    def start_taskmanager(self) -> None:
+        """A replacement TaskManager, as a cluster manager would start one; it registers with the JobManager."""
+        out = subprocess.run(["bash", str(flink_home() / "bin" / "taskmanager.sh"), "start"], env=self._env(),
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise HarnessError(f"starting a replacement TaskManager failed:\n{out.stdout}{out.stderr}",
+                               exit_code=EXIT_FAILED)
+        self.registry.add(self.pids())
 
     def stop(self) -> None:
         bin_dir = flink_home() / "bin"

@@ -90,6 +90,8 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         self._restored: list[dict[str, Any]] = []  # the checkpoints restarts restored, with their trigger time
         self._last_checkpoint: dict[str, Any] | None = None
         self._checkpoint_read_at = 0.0
+        self._restarts_before = 0
+        self._worker_kills: list[dict[str, Any]] = []   # kill_worker: when, and the checkpoint completed before
 
     # -- description -------------------------------------------------------------------------------------
     def plan(self, scenario: Scenario, settings: FlinkSettings) -> Plan | Skip:
@@ -155,6 +157,58 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         if policy == "checkpoint" and not settings.checkpoint_interval:
             return "restart_policy checkpoint needs checkpoints: set checkpoint_interval (Flink takes none by default)"
         return super().restart_skip(policy, settings)
+
+    # -- kill_worker (WorkerFaults) ----------------------------------------------------------------------
+    def worker_skip(self, settings: Any) -> str | None:
+        if settings.mode == "mini":
+            return ("mode mini has no separate worker: the TaskManager runs inside the job's JVM (kill_job kills "
+                    "it); use mode: session")
+        if settings.mode == "remote":
+            return "mode remote: the harness does not manage a remote cluster's TaskManagers"
+        if not settings.checkpoint_interval:
+            return ("without checkpoints Flink does not restart a failed job (its restart strategy is then none): "
+                    "set checkpoint_interval")
+        return None
+
+    def _restarts(self) -> int:
+        got = self._get(f"/jobs/{self._job}/metrics?get=numRestarts")
+        return int(got[0]["value"]) if got else 0
+
+    def kill_worker(self) -> list[int]:
+        assert self.cluster is not None
+        try:
+            self._restarts_before = self._restarts()
+        except (OSError, ValueError, KeyError, IndexError):
+            self._restarts_before = 0
+        self.before_kill()    # the checkpoint the restart will restore: its trigger time bounds the replay
+        killed = self.cluster.kill_taskmanager()
+        self._worker_kills.append({"killed_at_ms": time.time_ns() // 1_000_000, "pids": killed,
+                                   "last_checkpoint": dict(self._last_checkpoint or {}) or None})
+        return killed
+
+    def replace_worker(self) -> str:
+        assert self.cluster is not None
+        self.cluster.start_taskmanager()
+        return "a replacement TaskManager started (taskmanager.sh start)"
+
+    def wait_recovered(self, timeout_s: float) -> None:
+        """Until Flink has restarted the job (numRestarts grew) and every task runs again."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise HarnessError("the Flink job's client exited after the TaskManager was killed; last lines of its "
+                                   f"log:\n{processes.tail(self.job.log_file, 25)}", exit_code=EXIT_FAILED)
+            try:
+                job = self._get(f"/jobs/{self._job}")
+                tasks = [v.get("status") for v in job.get("vertices", [])]
+                if (self._restarts() > self._restarts_before and job.get("state") == "RUNNING" and tasks
+                        and all(t == "RUNNING" for t in tasks)):
+                    return
+            except (OSError, ValueError, KeyError, IndexError):
+                pass
+            time.sleep(0.25)
+        raise HarnessError(f"the Flink job did not run again within {timeout_s:.0f} s of the replacement TaskManager",
+                           exit_code=EXIT_FAILED)
 
     def newest_checkpoint(self) -> Path | None:
         """The newest completed checkpoint of the job that was killed (a chk-N folder holding _metadata)."""
@@ -276,7 +330,8 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         job = self._get(f"/jobs/{self._job}")
         out: dict[str, Any] = {"job_id": self._job, "state": job.get("state"), "warmup": self._warmup,
                                **({"killed_jobs": self._killed_jobs, "restored_checkpoints": self._restored}
-                                  if self._killed_jobs else {}), "vertices": [
+                                  if self._killed_jobs else {}),
+                               **({"worker_kills": self._worker_kills} if self._worker_kills else {}), "vertices": [
             {"name": v["name"][:120], "parallelism": v.get("parallelism"),
              "read_records": v.get("metrics", {}).get("read-records"),
              "write_records": v.get("metrics", {}).get("write-records")} for v in job.get("vertices", [])]}

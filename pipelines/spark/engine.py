@@ -144,6 +144,14 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
                     "would need to restart the cluster's JVMs too, which it does not do yet")
         return super().restart_skip(policy, settings)
 
+    def worker_skip(self, settings: Any) -> str | None:
+        """kill_worker: not built for Spark yet (WorkerFaults); said per master so the reason is the real one."""
+        if local_cores(settings.master) is not None:
+            return (f"master {settings.master}: the executors run inside the driver's JVM, with no separate worker "
+                    "(kill_job kills it)")
+        return ("killing a Spark executor (the Worker's CoarseGrainedExecutorBackend, which the Master replaces) is "
+                "not built yet")
+
     def restart(self, restart: Restart) -> None:
         assert self.ctx is not None
         changes: dict[str, Any] = {"warmup_batches": 0}
