@@ -49,15 +49,22 @@ def events_frame(model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, s
     return pd.concat(parts, ignore_index=True)
 
 
-def compute(scenario: Scenario, model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, sent: int,
-            delivered: dict | None = None) -> GroundTruth:
-    """delivered: the generator's offsets per partition in delivery order (SendStats.offsets), which give each
-    event its offset; a record the broker refused for its size is left out."""
+def events(scenario: Scenario, model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, sent: int,
+           delivered: dict | None = None) -> pd.DataFrame:
+    """events_frame with each event's key name and offset (an OFFSET_* code where none is known)."""
     ev = events_frame(model, time_base_ms, handoff_ms, sent)
     ev["kafka_offset"] = (event_offsets(ev["kafka_partition"].to_numpy(), delivered) if delivered is not None
                           else np.full(len(ev), OFFSET_UNKNOWN, dtype=np.int64))
     names = np.array([key_name(i) for i in range(scenario.load.keys)], dtype=object)
     ev["key"] = names[ev["key_idx"].to_numpy()] if len(ev) else pd.Series(dtype=object)
+    return ev
+
+
+def compute(scenario: Scenario, model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, sent: int,
+            delivered: dict | None = None) -> GroundTruth:
+    """delivered: the generator's offsets per partition in delivery order (SendStats.offsets), which give each
+    event its offset; a record the broker refused for its size is left out."""
+    ev = events(scenario, model, time_base_ms, handoff_ms, sent, delivered)
     refused = ev["kafka_offset"].to_numpy() == OFFSET_TOO_LARGE
     kind = ev["kind"].to_numpy()
     in_topic = ev[~refused]

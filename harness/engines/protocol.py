@@ -113,6 +113,10 @@ class Restart:
     policy: str                          # one of harness.scenario.RESTART_POLICIES
     timestamp_ms: int | None = None
     number: int = 1                      # the engine run's first restart is 1
+    # latest/timestamp: per partition, the offset to start from, resolved by the harness at the restart (the
+    # end offsets then, or the first offset at or after the timestamp), so that the answer the policy promises
+    # is built on the same records the engine reads. Given to engines with restart_from_offsets.
+    offsets: dict[int, int] | None = None
 
 
 class Restartable(Protocol):
@@ -205,6 +209,9 @@ class EngineBase(Generic[S]):
     # The restart policies (kill_job) an engine with a restart() has, and why it lacks the others.
     restart_policies: ClassVar[frozenset[str]] = frozenset()
     restart_refusals: ClassVar[dict[str, str]] = {}
+    # Whether restart() starts from Restart.offsets when given (latest/timestamp); without it those two
+    # policies are skipped, since the harness could not say which records the engine skipped.
+    restart_from_offsets: ClassVar[bool] = False
 
     def versions(self) -> dict[str, str | None]:
         return {}
@@ -214,6 +221,9 @@ class EngineBase(Generic[S]):
 
     def restart_skip(self, policy: str, settings: Any) -> str | None:
         """Restartable's question, answered from restart_policies and restart_refusals."""
+        if policy in ("latest", "timestamp") and policy in self.restart_policies and not self.restart_from_offsets:
+            return (f"restart_policy {policy}: the answer it promises is built on the offsets the restart reads from, "
+                    f"and {self.name} cannot start from offsets the harness gives it yet")
         if policy in self.restart_policies:
             return None
         return self.restart_refusals.get(policy) or (

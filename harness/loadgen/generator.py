@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from array import array
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Callable
 

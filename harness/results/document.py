@@ -371,6 +371,9 @@ class FaultRecord(Section):
     duplicates_after: Optional[int] = Field(None, description="duplicates written between this fault and the next")
     engine_survived: Optional[bool] = Field(None, description="restart_postgres/restart_broker: the engine was still "
                                             "running once the service served again")
+    start_offsets: Optional[dict[int, int]] = Field(None, description="kill_job with latest/timestamp: per partition, "
+                                                    "the offset the restart read from, as the harness resolved it; "
+                                                    "the promised answer is built on it (docs/faults.md)")
 
 
 class JvmProcess(Section):

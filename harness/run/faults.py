@@ -32,9 +32,9 @@ from harness.stack import processes
 from harness.stack.embedded import EmbeddedStack
 
 SINK_TABLES = ("harness_results_log", "harness_malformed")
-# Policies whose promised answer differs from ground truth's (events are skipped on purpose); until the harness
-# computes that answer they are skipped rather than judged against the wrong one.
-UNJUDGED_POLICIES = ("latest", "timestamp")
+# Policies that skip records on purpose: the harness resolves where the restart reads from and gives the engine
+# those offsets, and the run is judged against the answer they promise (harness/metrics/promised.py).
+SKIPPING_POLICIES = ("latest", "timestamp")
 
 
 def now_ms() -> int:
@@ -48,10 +48,6 @@ def applies(fault: Fault, engine: str) -> bool:
 def skip_reason(fault: Fault, engine: Engine[Any], settings: Any) -> str | None:
     """Why this engine run cannot get the fault (recorded, never a silent substitute); None when it can."""
     if isinstance(fault, KillJob):
-        if fault.restart_policy in UNJUDGED_POLICIES:
-            return (f"restart_policy {fault.restart_policy}: the answer it promises (what was emitted before the kill, "
-                    "plus ground truth from the records at or after the offsets the restart read from) is not "
-                    "computed by the harness yet, so the run could not be judged")
         if not hasattr(engine, "restart") or not hasattr(engine, "restart_skip"):
             return f"{engine.name} cannot be restarted by the harness (no restart in its engine class)"
         return engine.restart_skip(fault.restart_policy, settings)  # type: ignore[attr-defined]
@@ -71,8 +67,10 @@ class FaultInjector:
     def __init__(self, faults: list[Fault], dsn: str, time_base_ms: int, *, engine: Engine[Any], settings: Any,
                  load_id: str, start_timeout_s: float, stack: EmbeddedStack | None = None,
                  external: list[str] | None = None, service_pids: dict[str, int] | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, bootstrap: str | None = None, topic: str | None = None,
+                 partitions: int = 1) -> None:
         self.load_id, self.stack = load_id, stack
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
         self.service_pids = service_pids if service_pids is not None else {}
         mine = sorted((f for f in faults if applies(f, engine.name)), key=lambda f: f.at)
         self.dsn, self.time_base_ms, self.engine, self.start_timeout_s = dsn, time_base_ms, engine, start_timeout_s
@@ -162,8 +160,11 @@ class FaultInjector:
             return
         self._restarts += 1
         ts = self.time_base_ms + fault.timestamp if fault.timestamp is not None else None
+        offsets = None
+        if fault.restart_policy in SKIPPING_POLICIES:
+            offsets = rec.start_offsets = self._start_offsets(fault.restart_policy, ts)
         rec.restarted_at_ms = now_ms()
-        self.engine.restart(Restart(fault.restart_policy, ts, self._restarts))  # type: ignore[attr-defined]
+        self.engine.restart(Restart(fault.restart_policy, ts, self._restarts, offsets))  # type: ignore[attr-defined]
         self.engine.wait_running(self.start_timeout_s)
         rec.running_again_ms = rec.ended_at_ms = now_ms()
         rec.registered_pids = sorted(int(e["pid"]) for e in processes.registered() if e.get("load_id") == self.load_id)
@@ -191,6 +192,19 @@ class FaultInjector:
         rec.detail = (f"SIGKILL to worker pids {', '.join(map(str, rec.killed_pids))}; {replaced}; the job ran again "
                       f"{(rec.running_again_ms - rec.restarted_at_ms) / 1000:.1f} s after that")
         self.say(f"fault kill_worker: the job runs again after {rec.downtime_ms / 1000:.1f} s")
+
+    def _start_offsets(self, policy: str, ts: int | None) -> dict[int, int]:
+        """Where a latest/timestamp restart reads from: the end offsets now, or per partition the first offset
+        at or after the timestamp (the end where none is)."""
+        from harness.stack import topics
+
+        assert self.bootstrap is not None and self.topic is not None
+        ends = topics.end_offsets(self.bootstrap, self.topic, self.partitions)
+        if policy == "latest":
+            return ends
+        assert ts is not None
+        found = topics.offsets_for_time(self.bootstrap, self.topic, self.partitions, ts)
+        return {p: (o if o >= 0 else ends[p]) for p, o in found.items()}
 
     def _restart_service(self, fault: RestartPostgres | RestartBroker, rec: FaultRecord) -> None:
         assert self.stack is not None

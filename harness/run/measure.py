@@ -12,7 +12,8 @@ import psycopg
 from harness import groundtruth
 from harness.engines.protocol import Plan
 from harness.loadgen.generator import SendStats
-from harness.metrics import bad_input, keeping_up, recovery, send_delay
+from harness.loadgen.events import EventModel
+from harness.metrics import bad_input, keeping_up, promised, recovery, send_delay
 from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
 from harness.metrics.stats import percentiles
@@ -39,11 +40,18 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
         entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS)
     log = sink_times(log, entry.timing, commit_times)
     ooo = scenario.load.out_of_order.max_delay if scenario.load.out_of_order.fraction > 0 else 0
+    expected = dict(truth.windows)
+    skipping = skipping_restart(faults)
+    if skipping is not None:   # a restart that skips records on purpose: judged against the answer it promises
+        expected[plan.promised_answer] = promised_after_restart(skipping, plan=plan, scenario=scenario, truth=truth,
+                                                                stats=stats, log=log, time_base_ms=time_base_ms)
     rep = window_metrics.report(
-        promised=plan.promised_answer, expected=truth.windows, log=log, final=final, time_base_ms=time_base_ms,
+        promised=plan.promised_answer, expected=expected, log=log, final=final, time_base_ms=time_base_ms,
         warmup_ms=scenario.warmup, watermark_delay_ms=scenario.query.watermark_delay, ooo_slack_ms=ooo,
         emits=plan.capabilities.emits, windows_per_event=windows_per_event(scenario))
     raw = results.raw_dir(load_id)
+    if skipping is not None:
+        expected[plan.promised_answer].to_csv(raw / "expected_after_restart.csv", index=False)
     rep.per_window.to_csv(raw / "windows.csv", index=False)
     log.to_csv(raw / "sink_log.csv", index=False)
     final.to_csv(raw / "sink_final.csv", index=False)
@@ -52,13 +60,13 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.cpu_during_load = CpuDuringLoad.model_validate(
         flow.cpu_during_load(rows, time_base_ms, until, stats.sent, method=cpu_method))
     entry.windows = WindowSummary.model_validate(rep.summary)
-    kinds = bad_input.by_kind(truth.special, pairs, truth.windows[plan.promised_answer], final, scenario.query.window)
+    kinds = bad_input.by_kind(truth.special, pairs, expected[plan.promised_answer], final, scenario.query.window)
     truth_pairs = _malformed_pairs(truth)
     entry.malformed = MalformedCount(
         sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted, rows_written=malformed_rows,
         by_kind={k: KindCount.model_validate(v) for k, v in kinds.items()},
         far_future=[FarFutureDamage.model_validate(d) for d in bad_input.far_future_damage(
-            truth.special, truth.windows[plan.promised_answer], final, time_base_ms=time_base_ms,
+            truth.special, expected[plan.promised_answer], final, time_base_ms=time_base_ms,
             plants=[(ff.at, ff.partitions) for ff in scenario.load.bad_input.far_future])],
         not_malformed_counted=None if truth_pairs is None else len(pairs - truth_pairs))
     entry.throughput = Throughput.model_validate(flow.throughput(rows, a, b, log[window_metrics.SINK_TIME] if len(log) else []))
@@ -98,6 +106,22 @@ def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_wind
         f.duplicates_after = recovery.duplicates_between(log, window_metrics.SINK_TIME, f.fired_at_ms,
                                                          fired[i + 1].fired_at_ms if i + 1 < len(fired) else None)
     return faults
+
+
+def skipping_restart(faults: list[FaultRecord] | None) -> FaultRecord | None:
+    """The last kill_job that restarted from offsets the harness resolved (latest/timestamp), if any fired."""
+    done = [f for f in faults or [] if f.start_offsets is not None and f.fired_at_ms is not None]
+    return done[-1] if done else None
+
+
+def promised_after_restart(f: FaultRecord, *, plan: Plan, scenario: Scenario, truth: groundtruth.GroundTruth,
+                           stats: SendStats, log: pd.DataFrame, time_base_ms: int) -> pd.DataFrame:
+    """What such a restart promises (harness/metrics/promised.py); log carries SINK_TIME on the harness's clock."""
+    assert f.fired_at_ms is not None and f.start_offsets is not None
+    ev = groundtruth.events(scenario, EventModel(scenario), time_base_ms, stats.handoff_ms, stats.sent, stats.offsets)
+    return promised.after_restart(truth.windows[plan.promised_answer], log, ev, kill_ms=f.fired_at_ms,
+                                  start_offsets=f.start_offsets, window=scenario.query.window,
+                                  on_time=plan.promised_answer == "on_time")
 
 
 def sink_times(log: pd.DataFrame, timing: Timing, commit_times: bool) -> pd.DataFrame:

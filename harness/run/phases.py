@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any, Callable
 
+import pandas as pd
 import psycopg
 from pydantic import JsonValue, TypeAdapter
 
@@ -18,7 +19,7 @@ from harness.errors import EXIT_FAILED, HarnessError
 from harness.run.hooks import RunHooks
 from harness.run.load import LoadSession
 from harness.run.faults import FaultInjector
-from harness.run.measure import measure
+from harness.run.measure import measure, promised_after_restart, skipping_restart
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
@@ -27,7 +28,8 @@ from harness import environment
 from harness.results.document import (Capabilities, CpuIdleBefore, EngineResult, EngineStatus, JvmProcess, Resources,
                                       Sample, Timing)
 from harness.stack.embedded import EmbeddedStack
-from harness.storage import clock
+from harness.metrics import windows as window_metrics
+from harness.storage import clock, sink_tables
 from harness.storage.results import ResultFile, utc_now
 
 START_TIMEOUT_S = 180   # an engine that is not reading its topic by then has failed to start
@@ -62,6 +64,7 @@ class EngineRun:
                                  self.load.topic, self.work_dir, planned.plan if isinstance(planned.plan, Plan) else None)
         self.monitor: Monitor | None = None
         self.faults: FaultInjector | None = None
+        self._promised: pd.DataFrame | None = None   # what a latest/timestamp restart promises (_target)
         self.entry = self.describe(status="starting")
         self.started_ms = 0
 
@@ -101,7 +104,9 @@ class EngineRun:
                                         settings=self.planned.settings, load_id=self.load_id,
                                         start_timeout_s=START_TIMEOUT_S, stack=self.stack, external=self.external,
                                         service_pids=self.service_pids,
-                                        say=lambda m: self.hooks.message(f"{self.name}: {m}")).start()
+                                        say=lambda m: self.hooks.message(f"{self.name}: {m}"),
+                                        bootstrap=self.load.bootstrap, topic=self.load.topic,
+                                        partitions=self.scenario.topic.partitions).start()
         return time_base
 
     def wait(self, plan: Plan) -> tuple[str, int, int]:
@@ -134,7 +139,7 @@ class EngineRun:
                     + plan.max_trigger_interval_ms + plan.late_margin_ms
                 deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if self.load.truth is not None:
-                matched, total = self.monitor.matching(self.load.truth.windows[plan.promised_answer])
+                matched, total = self.monitor.matching(self._target(plan))
                 # after a fault, "complete", the settle interval and the deadline wait for it to end (the engine
                 # runs again, the lock is released)
                 faults_end = self.faults.busy_until_ms() if self.faults is not None else 0
@@ -163,6 +168,24 @@ class EngineRun:
         while now_ms() < end and self.engine.alive():
             self.monitor.sample()
             time.sleep(SAMPLE_S)
+
+    def _target(self, plan: Plan) -> pd.DataFrame:
+        """The windows "complete" waits for: ground truth's promised answer, or, once a restart that skips
+        records on purpose ran and the load is done, what that restart promises (computed once)."""
+        truth = self.load.truth
+        assert truth is not None
+        f = skipping_restart(self.faults.records) if self.faults is not None else None
+        stats = self.load.stats
+        if f is None or f.restarted_at_ms is None or not self.load.load_done or stats is None:
+            return truth.windows[plan.promised_answer]
+        if self._promised is None:
+            with psycopg.connect(self.load.dsn) as conn:
+                log = sink_tables.read_log(conn, self.load_id)
+            log[window_metrics.SINK_TIME] = log["inserted_at_ms"]   # measure() judges on the corrected clock
+            assert self.load.time_base_ms is not None
+            self._promised = promised_after_restart(f, plan=plan, scenario=self.scenario, truth=truth, stats=stats,
+                                                    log=log, time_base_ms=self.load.time_base_ms)
+        return self._promised
 
     def measure(self, plan: Plan, status: str) -> None:
         assert self.monitor is not None

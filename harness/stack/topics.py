@@ -43,3 +43,15 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
     finally:
         c.close()
+
+
+def offsets_for_time(bootstrap: str, topic: str, partitions: int, ts_ms: int) -> dict[int, int]:
+    """Per partition, the first offset whose record timestamp is at or after ts_ms (-1: none yet)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(kafka_conf(bootstrap, **{"group.id": "harness-offsets", "enable.auto.commit": False}))
+    try:
+        found = c.offsets_for_times([TopicPartition(topic, p, ts_ms) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        c.close()

@@ -53,7 +53,11 @@ class BaselineEngine(LocalJobEngine[BaselineSettings]):
         self.job.launch([sys.executable, "-m", "pipelines.baseline.job"], ctx,
                         job_config(ctx, self.name, poll_batch=ctx.settings.poll_batch))
 
+    restart_from_offsets = True
+
     def restart_config(self, restart: Restart) -> dict[str, Any]:
+        if restart.offsets is not None:   # latest/timestamp, resolved by the harness: the promised answer's records
+            return {"start_offsets": {"offsets": {str(p): o for p, o in restart.offsets.items()}}}
         start: Any = {"timestamp": restart.timestamp_ms} if restart.policy == "timestamp" else restart.policy
         return {"start_offsets": start}
 

@@ -199,7 +199,8 @@ def write(conn: psycopg.Connection, dsn: str, ident: tuple, fired: list[tuple], 
 
 
 def start_positions(consumer: Consumer, topic: str, parts: list[int], start: Any) -> list[TopicPartition]:
-    """Where to read from: "earliest" (the first run), "latest" or {"timestamp": epoch ms} (a restart)."""
+    """Where to read from: "earliest" (the first run), "latest", {"timestamp": epoch ms} or {"offsets": {partition:
+    offset}} (a restart)."""
     if start == "earliest":
         return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts]
     if start == "latest":
@@ -208,7 +209,10 @@ def start_positions(consumer: Consumer, topic: str, parts: list[int], start: Any
         found = consumer.offsets_for_times([TopicPartition(topic, p, start["timestamp"]) for p in parts], timeout=10)
         # a partition with no record at or after the timestamp gets -1: read from its end
         return [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
-    raise ValueError(f"start_offsets: expected earliest, latest or {{'timestamp': ms}}, got {start!r}")
+    if isinstance(start, dict) and isinstance(start.get("offsets"), dict):
+        return [TopicPartition(topic, p, int(start["offsets"][str(p)])) for p in parts]
+    raise ValueError(f"start_offsets: expected earliest, latest, {{'timestamp': ms}} or {{'offsets': {{...}}}}, "
+                     f"got {start!r}")
 
 
 def _write_status(path: Path, offsets: dict[int, int], counters: dict[str, int], watermark: int) -> None:

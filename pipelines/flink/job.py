@@ -150,7 +150,11 @@ def startup_options(start: Any) -> dict[str, str]:
         return {"scan.startup.mode": "group-offsets", "properties.auto.offset.reset": "earliest"}
     if isinstance(start, dict) and isinstance(start.get("timestamp"), int):
         return {"scan.startup.mode": "timestamp", "scan.startup.timestamp-millis": str(start["timestamp"])}
-    raise ValueError(f"start_offsets: expected earliest, latest, committed or {{'timestamp': ms}}, got {start!r}")
+    if isinstance(start, dict) and isinstance(start.get("offsets"), dict):
+        return {"scan.startup.mode": "specific-offsets", "scan.startup.specific-offsets": ";".join(
+            f"partition:{p},offset:{int(o)}" for p, o in sorted(start["offsets"].items(), key=lambda kv: int(kv[0])))}
+    raise ValueError(f"start_offsets: expected earliest, latest, committed, {{'timestamp': ms}} or "
+                     f"{{'offsets': {{partition: offset}}}}, got {start!r}")
 
 
 def with_clause(options: dict[str, str]) -> str:

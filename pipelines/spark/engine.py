@@ -127,10 +127,10 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
     # back, which on two cores takes CPU from the broker and the generator. 200 ms matches Flink's flush timer.
     low_latency = {"trigger_interval": "200ms"}
     # checkpoint: the same checkpoint location (offsets, commits and window state); earliest and latest: a new one.
-    restart_policies = frozenset({"checkpoint", "earliest", "latest"})
+    # latest and timestamp start from the offsets the harness resolves (startingOffsets as JSON)
+    restart_policies = frozenset({"checkpoint", "earliest", "latest", "timestamp"})
     restart_refusals = {
-        "committed": "Spark's Kafka source commits no consumer-group offsets: its offsets live in its checkpoint",
-        "timestamp": "not built for Spark yet (its Kafka source has startingTimestamp)"}
+        "committed": "Spark's Kafka source commits no consumer-group offsets: its offsets live in its checkpoint"}
 
     def __init__(self) -> None:
         self.job = JobProcess("spark job")
@@ -152,12 +152,17 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
         return ("killing a Spark executor (the Worker's CoarseGrainedExecutorBackend, which the Master replaces) is "
                 "not built yet")
 
+    restart_from_offsets = True
+
     def restart(self, restart: Restart) -> None:
         assert self.ctx is not None
         changes: dict[str, Any] = {"warmup_batches": 0}
         if restart.policy != "checkpoint":
             self._checkpoint = self.ctx.work_dir / f"checkpoint-restart-{restart.number}"
-            changes.update(checkpoint_dir=str(self._checkpoint), starting_offsets=restart.policy)
+            # latest: the offsets the harness resolved at the restart, as Spark's JSON form of startingOffsets
+            start = (json.dumps({self.ctx.topic: {str(p): o for p, o in restart.offsets.items()}})
+                     if restart.offsets is not None else restart.policy)
+            changes.update(checkpoint_dir=str(self._checkpoint), starting_offsets=start)
         (self.ctx.work_dir / "status.json").unlink(missing_ok=True)
         self.job.relaunch(changes)
 
