@@ -60,6 +60,9 @@ class SessionCluster:
             # A lost TaskManager is noticed in seconds, not after the 50 s default (kill_worker); the RPC
             # failures of a killed process end it sooner still.
             "heartbeat.interval": 2000, "heartbeat.timeout": 8000,
+            # the REST API's newest completed checkpoint, fresh: the 3 s default cache once named an older one
+            # than the restart restored
+            "rest.cache.checkpoint-statistics.timeout": "100 ms",
         }
         (self.conf / "config.yaml").write_text("".join(f"{k}: {json.dumps(v) if isinstance(v, str) else v}\n"
                                                        for k, v in conf.items()))

@@ -204,12 +204,25 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
                 tasks = [v.get("status") for v in job.get("vertices", [])]
                 if (self._restarts() > self._restarts_before and job.get("state") == "RUNNING" and tasks
                         and all(t == "RUNNING" for t in tasks)):
+                    self._worker_kills[-1]["restored"] = self._restored_checkpoint()
                     return
             except (OSError, ValueError, KeyError, IndexError):
                 pass
             time.sleep(0.25)
         raise HarnessError(f"the Flink job did not run again within {timeout_s:.0f} s of the replacement TaskManager",
                            exit_code=EXIT_FAILED)
+
+    def _restored_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint Flink says it restored (its id, trigger and completion time), after a failover."""
+        try:
+            cp = self._get(f"/jobs/{self._job}/checkpoints")
+            rid = ((cp.get("latest") or {}).get("restored") or {}).get("id")
+            if rid is None:
+                return None
+            got = self._get(f"/jobs/{self._job}/checkpoints/details/{rid}")
+            return {"id": rid, "trigger_ms": got.get("trigger_timestamp"), "completed_ms": got.get("latest_ack_timestamp")}
+        except (OSError, ValueError, KeyError):
+            return None
 
     def newest_checkpoint(self) -> Path | None:
         """The newest completed checkpoint of the job that was killed (a chk-N folder holding _metadata)."""
