@@ -51,6 +51,15 @@ def by_kind(special: pd.DataFrame, counted: set[tuple[int, int]], expected: pd.D
     return dict(sorted(out.items(), key=lambda kv: COUNTED_KINDS.index(kv[0])))
 
 
+def malformed_pairs(special: pd.DataFrame) -> set[tuple[int, int]] | None:
+    """The (partition, offset) of every malformed record in the topic, by ground truth; None when a delivery
+    report is missing (then it cannot say which pairs are malformed)."""
+    bad = special[special["kind"].isin(ALL_MALFORMED_KINDS)]
+    if (bad["kafka_offset"] < 0).any():
+        return None
+    return set(zip(bad["kafka_partition"].tolist(), bad["kafka_offset"].tolist()))
+
+
 def _not_exact(expected: pd.DataFrame, final: pd.DataFrame) -> set[tuple[str, int, int]]:
     m = expected[KEY + VALUES].merge(final[KEY + VALUES], on=KEY, how="left", suffixes=("_exp", ""), indicator=True)
     if m.empty:

@@ -25,9 +25,13 @@ def after_restart(expected: pd.DataFrame, log: pd.DataFrame, events: pd.DataFram
     kafka_offset)."""
     before = log[log[SINK_TIME] <= kill_ms][KEY].drop_duplicates() if len(log) else pd.DataFrame(columns=KEY)
     emitted = expected.merge(before, on=KEY)
-    starts = events["kafka_partition"].map(lambda p: start_offsets.get(int(p), start_offsets.get(str(p), 0)))  # type: ignore[arg-type]
+    parts = events["kafka_partition"].to_numpy()
+    per_partition = np.zeros(int(parts.max()) + 1 if len(parts) else 1, dtype=np.int64)
+    for p, o in start_offsets.items():
+        if p < len(per_partition):
+            per_partition[p] = o
     kinds = events["kind"].to_numpy()
-    keep = (events["kafka_offset"].to_numpy() >= starts.to_numpy()) & ~IS_MALFORMED[kinds]
+    keep = (events["kafka_offset"].to_numpy() >= per_partition[parts]) & ~IS_MALFORMED[kinds]
     if on_time:
         keep &= np.isin(kinds, ON_TIME_KINDS)
     after = window_assignment.aggregate(window_assignment.assign(events[keep], window))  # type: ignore[arg-type]

@@ -61,7 +61,7 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
         flow.cpu_during_load(rows, time_base_ms, until, stats.sent, method=cpu_method))
     entry.windows = WindowSummary.model_validate(rep.summary)
     kinds = bad_input.by_kind(truth.special, pairs, expected[plan.promised_answer], final, scenario.query.window)
-    truth_pairs = _malformed_pairs(truth)
+    truth_pairs = bad_input.malformed_pairs(truth.special)
     entry.malformed = MalformedCount(
         sent=truth.counts.get("malformed", 0), counted_by_engine=malformed_counted, rows_written=malformed_rows,
         by_kind={k: KindCount.model_validate(v) for k, v in kinds.items()},
@@ -79,16 +79,6 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
     entry.faults = judge_faults(faults or [], rows, rep.per_window, log,
                                 rate_per_s=stats.sent / max(1.0, scenario.duration / 1000))
     entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
-
-
-def _malformed_pairs(truth: groundtruth.GroundTruth) -> set[tuple[int, int]] | None:
-    """The (partition, offset) of every malformed record in the topic, by ground truth; None when a delivery
-    report is missing (then it cannot say which pairs are malformed)."""
-    sp = truth.special
-    bad = sp[sp["kind"].isin(bad_input.ALL_MALFORMED_KINDS)]
-    if (bad["kafka_offset"] < 0).any():
-        return None
-    return set(zip(bad["kafka_partition"].tolist(), bad["kafka_offset"].tolist()))
 
 
 def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_window: pd.DataFrame, log: pd.DataFrame,
