@@ -272,6 +272,105 @@ def run_cmd(
                 _finish(started[0])
 
 
+@app.command("capacity")
+@user_errors
+def capacity_cmd(
+    scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/quick.yaml: its query, keys, payload "
+                                    "and bad input; its rate is where the staircase starts."),
+    engines: Optional[str] = typer.Option(None, help="Comma-separated engines (default: the scenario's engines; "
+                                          "interval engines such as batch are skipped: see backlog mode)."),
+    engine_option: list[str] = typer.Option([], "--engine-option", "-o", help="NAME.KEY=VALUE, as for `harness run`."),
+    step: str = typer.Option("20s", help="How long each step offers its rate; its first `warmup` is not judged."),
+    start_rate: Optional[float] = typer.Option(None, help="The first step's rate (default: the scenario's load.rate)."),
+    max_rate: float = typer.Option(200_000, help="Doubling stops here; the search reports no upper bracket then."),
+    max_steps: int = typer.Option(14, help="At most this many steps per engine."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+    postgres_dsn: Optional[str] = DsnOpt,
+    results_dir: Optional[Path] = typer.Option(None, help="Where run folders go (default: results/)."),
+) -> None:
+    """Find each engine's sustainable rate: one running instance per engine takes a staircase of constant rates
+    (doubling, then bisection around the knee, until the bracket is within 10% of its lower end).
+
+    A step is sustainable when, after its warm-up, the lag does not grow (the keeping-up rule of `harness run`)
+    and its p99 latency meets the scenario's slo.p99_latency (or, without one, a window-close p99 within the
+    watermark delay + 5 s). A step whose generator fell behind (achieved rate over 2% short, or send-delay p99
+    over 5 ms) is machine-bound: it bounds the search from above and never passes. Each step is saved in
+    results/<run_id>/result.json as it finishes, with its latency, CPU per million events and the CPU the
+    broker, PostgreSQL and the generator used; the report's Capacity section draws the curve.
+    """
+    from harness.durations import parse_duration
+    from harness.run import RunHooks
+    from harness.run.capacity import CapacityOptions, run_capacity
+
+    try:
+        step_ms = parse_duration(step)
+    except ValueError as exc:
+        raise HarnessError(f"--step: {exc}") from None
+    names = [e.strip() for e in engines.split(",") if e.strip()] if engines is not None else None
+    started: list[Path] = []
+    last: dict[str, float] = {}
+
+    def monitor(engine: str, row: dict[str, Any]) -> None:
+        now = row.get("wall_ms", 0) / 1000
+        if now - last.get(engine, 0) < 2:     # a line every 2 s is enough to see it move
+            return
+        last[engine] = now
+        what = "draining" if row.get("draining") else "step"
+        windows = (f", windows {row['windows_matched']}/{row['windows_expected']}"
+                   if row.get("windows_expected") else "")
+        err.print(f"[dim]  {engine} {what} {row.get('step')} at {row.get('rate', 0):,.0f}/s: lag {row.get('lag')}, "
+                  f"read {row.get('records_in')}, rows out {row.get('rows_out')}{windows}[/]", highlight=False)
+
+    hooks = RunHooks(message=lambda m: err.print(f"[dim]·[/] {m}", highlight=False), monitor=monitor,
+                     started=started.append)
+    opts = CapacityOptions(scenario, engines=names, engine_options=engine_option, step_ms=step_ms,
+                           start_rate=start_rate, max_rate=max_rate, max_steps=max_steps, bootstrap=bootstrap_servers,
+                           dsn=postgres_dsn, results_dir=results_dir)
+    try:
+        run_capacity(opts, hooks)
+    finally:
+        if started:
+            try:
+                _print_capacity_summary(started[0])
+            except Exception as exc:
+                err.print(f"[yellow]warning:[/] no summary: {type(exc).__name__}: {exc}")
+            _write_report(started[0])
+
+
+def _print_capacity_summary(run_dir: Path) -> None:
+    from harness import results
+
+    doc = results.load(run_dir)
+    out.print(f"capacity run {doc.run_id}: {doc.status}" + (f" ({doc.error})" if doc.error else ""), highlight=False)
+    for c in doc.capacity:
+        head = (f"{c.engine}: sustainable {c.sustainable_rate:,.0f} events/s" if c.sustainable_rate is not None
+                else f"{c.engine}: no sustainable rate found")
+        if c.bracket_high is not None:
+            head += f" (bracket {c.sustainable_rate or 0:,.0f} .. {c.bracket_high:,.0f})"
+        out.print(head + f" [{c.status}]" + (f": {c.reason or c.error}" if c.reason or c.error else ""),
+                  highlight=False)
+        if not c.steps:
+            continue
+        table = Table()
+        for col in ("step", "rate/s", "achieved/s", "verdict", "lag slope/s", "p50 ms", "p99 ms",
+                    "CPU s/M ev", "cores eng/broker/pg/gen", "reason"):
+            table.add_column(col, overflow="fold")
+        lat = "event_to_result_ms" if c.latency_bound_metric == "event_to_result" else "window_close_ms"
+        for s in c.steps:
+            p = getattr(s, lat)
+            cores = "/".join("-" if v is None else f"{v:.2f}" for v in
+                             (s.cores.engine, s.cores.broker, s.cores.postgres, s.cores.generator))
+            table.add_row(str(s.index + 1), f"{s.rate:,.0f}", "-" if s.achieved_rate_eps is None
+                          else f"{s.achieved_rate_eps:,.0f}", s.verdict,
+                          "-" if s.keeping_up.lag_slope_records_per_s is None
+                          else f"{s.keeping_up.lag_slope_records_per_s:,.0f}",
+                          "-" if p.p50 is None else f"{p.p50:,.0f}", "-" if p.p99 is None else f"{p.p99:,.0f}",
+                          "-" if s.cpu_seconds_per_million is None else f"{s.cpu_seconds_per_million:,.1f}",
+                          cores, s.reason if s.verdict != "sustainable" else "")
+        out.print(table)
+    out.print(f"results: {run_dir / 'result.json'}")
+
+
 def _finish(run_dir: Path) -> None:
     try:
         _print_run_summary(run_dir)

@@ -37,7 +37,7 @@ def test_v1_result_is_upgraded(tmp_path: Path) -> None:
     raw = json.loads(V1.read_text())
     assert raw["schema_version"] == 1 and "spark" in raw["versions"]
     doc = results.load(_write(tmp_path / "old", raw))
-    assert doc.schema_version == SCHEMA_VERSION == 6
+    assert doc.schema_version == SCHEMA_VERSION == 7
     assert doc.versions is not None and doc.versions.engines["spark"]["pyspark"] == raw["versions"]["spark"]["pyspark"]
     assert doc.versions.harness == raw["versions"]["harness"]
     [b, s] = doc.engines

@@ -62,7 +62,7 @@ def lag(rows: Rows) -> dict[str, Any]:
     return {"max_records": max(lags) if lags else None, "final_records": lags[-1] if lags else None}
 
 
-def _used(rows: Rows, col: str, a_ms: int, b_ms: int) -> float | None:
+def used_between(rows: Rows, col: str, a_ms: int, b_ms: int) -> float | None:
     a, b = value_at(rows, col, a_ms), value_at(rows, col, b_ms)
     return round(b - a, 3) if a is not None and b is not None else None
 
@@ -76,10 +76,10 @@ def cpu_during_load(rows: Rows, time_base_ms: int, end_ms: int, events_sent: int
     """CPU seconds between the time base and end_ms (when the answer settled, so an interval engine's work
     after the last send counts), per million events: the engine's from its cgroup where it has one (method),
     else from sampling its processes; the broker's and PostgreSQL's beside it (embedded services only)."""
-    sampled = _used(rows, "cpu_s", time_base_ms, end_ms)
-    exact = _used(rows, "cgroup_cpu_s", time_base_ms, end_ms) if method != "sampled" else None
+    sampled = used_between(rows, "cpu_s", time_base_ms, end_ms)
+    exact = used_between(rows, "cgroup_cpu_s", time_base_ms, end_ms) if method != "sampled" else None
     cpu = exact if exact is not None else sampled
-    broker, pg = _used(rows, "broker_cpu_s", time_base_ms, end_ms), _used(rows, "postgres_cpu_s", time_base_ms, end_ms)
+    broker, pg = used_between(rows, "broker_cpu_s", time_base_ms, end_ms), used_between(rows, "postgres_cpu_s", time_base_ms, end_ms)
     return {
         "cpu_seconds": cpu,
         "cpu_seconds_per_million_events": _per_million(cpu, events_sent),

@@ -396,12 +396,19 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     figure-by-figure comparison with ties called where the figures don't separate the engines, and a decision
     record draft), the plots, latency floors and settings, moving parts, skipped and failed engines, scenario,
     machine and versions, and the metric definitions. report.md holds the same tables and the decision record.
-    Reads only the run folder (result.json and raw/); a run that is not complete is marked INCOMPLETE. Raises
+    Reads only the run folder (result.json and raw/); a run that is not complete is marked INCOMPLETE. A capacity
+    run (`harness capacity`) gets its own report instead (harness/report/capacity.py). Raises
     HarnessError when run_dir holds no readable result.json.
     """
     run = RunData.load(Path(run_dir))
-    ctx = report_context(run)
     html_path, md_path = run.run_dir / "report.html", run.run_dir / "report.md"
+    if run.doc.mode == "capacity":
+        from harness.report import capacity
+
+        _write(html_path, capacity.render_html(run))
+        _write(md_path, capacity.render_markdown(run))
+        return html_path, md_path
+    ctx = report_context(run)
     _write(html_path, render_html(ctx))
     _write(md_path, render_markdown(ctx))
     return html_path, md_path

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from harness.scenario import Scenario
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 RunStatus = Literal["running", "complete", "failed", "interrupted"]
 # complete: every promised window held its value; settled: the sink went quiet first, judged as it stands;
@@ -514,10 +514,72 @@ class EngineResult(Section):
     resources: Optional[Resources] = None
 
 
+# -- capacity (harness capacity; definitions in harness/metrics/capacity.py) --------------------------------------
+class CoresUsed(Section):
+    """CPU seconds per second of a step (cores busy), per process group; None where not measured."""
+
+    engine: Optional[float] = None
+    broker: Optional[float] = Field(None, description="the embedded broker (None for an external one)")
+    postgres: Optional[float] = Field(None, description="the embedded PostgreSQL (None for an external one)")
+    generator: Optional[float] = None
+
+
+class CapacityStep(Section):
+    """One step of the staircase: a constant offered rate for the step's duration."""
+
+    index: int
+    rate: float = Field(description="offered events per second")
+    phase: Literal["doubling", "halving", "bisection"]
+    time_base_ms: int
+    duration_ms: int
+    warmup_ms: int
+    events_sent: int
+    achieved_rate_eps: Optional[float] = None
+    send_delay_ms: Percentiles = Field(description="hand-off behind the intended send time, events due after the "
+                                       "warm-up")
+    verdict: Literal["sustainable", "not sustainable", "machine-bound"]
+    reason: str
+    keeping_up: KeepingUp
+    event_to_result_ms: Percentiles = Field(description="from the intended send time, over the windows wholly "
+                                            "between the warm-up and the step's end")
+    window_close_ms: Percentiles
+    windows_expected: int
+    windows_exact: int
+    windows_without_final: int
+    cpu_seconds_per_million: Optional[float] = Field(None, description="the engine's CPU over the step, per million "
+                                                     "events sent")
+    cpu_method: Literal["cgroup v1", "cgroup v2", "sampled"] = "sampled"
+    cores: CoresUsed
+    peak_rss_mb: Optional[float] = None
+    drained_s: Optional[float] = Field(None, description="after a step that was not sustainable: how long the lag "
+                                       "took to drain before the next step (None: not needed)")
+
+
+class EngineCapacity(Section):
+    """One engine's staircase."""
+
+    engine: str
+    display_name: str
+    role: Literal["floor", "option"] = "option"
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+    status: Literal["running", "complete", "failed", "skipped", "interrupted"]
+    reason: Optional[str] = Field(None, description="why it was skipped, failed or stopped early")
+    error: Optional[str] = None
+    start_to_running_s: Optional[float] = None
+    latency_bound_metric: Literal["event_to_result", "window_close"]
+    latency_bound_ms: float
+    latency_bound_source: str
+    steps: list[CapacityStep] = Field(default_factory=list)
+    sustainable_rate: Optional[float] = Field(None, description="the highest rate measured sustainable")
+    bracket_high: Optional[float] = Field(None, description="the lowest rate above it that was not (None: none was "
+                                          "found below the search's maximum)")
+    bracket_narrow: bool = Field(False, description="the bracket is narrower than 10% of its lower end")
+
+
 class ResultDocument(Section):
     """result.json."""
 
-    schema_version: Literal[6] = SCHEMA_VERSION
+    schema_version: Literal[7] = SCHEMA_VERSION
     run_id: str
     status: RunStatus
     error: Optional[str] = None
@@ -528,12 +590,14 @@ class ResultDocument(Section):
     scenario: Scenario
     engines_requested: list[str] = Field(default_factory=list)
     repeat: int = 1
-    mode: Literal["isolated"] = "isolated"
+    mode: Literal["isolated", "capacity"] = Field("isolated", description="isolated: `harness run`, one load per engine run; capacity: `harness capacity`, a staircase of rates per engine")
     machine: Optional[Machine] = None
     services: Optional[Services] = None
     versions: Optional[Versions] = None
     loads: list[LoadResult] = Field(default_factory=list)
     engines: list[EngineResult] = Field(default_factory=list)
+    capacity: list[EngineCapacity] = Field(default_factory=list, description="`harness capacity`: per engine, its "
+                                          "staircase of steps and the sustainable rate found")
 
     def load(self, load_id: str) -> Optional[LoadResult]:
         return next((ld for ld in self.loads if ld.load_id == load_id), None)

@@ -67,7 +67,15 @@ def _v5_to_v6(doc: Doc) -> Doc:
     return doc
 
 
-STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6}
+def _v6_to_v7(doc: Doc) -> Doc:
+    """v7 added the capacity mode and its `capacity` list; a v6 file is a valid v7 document once its version
+    says so."""
+    doc["schema_version"] = 7
+    return doc
+
+
+STEPS: dict[int, Callable[[Doc], Doc]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5, 5: _v5_to_v6,
+                                          6: _v6_to_v7}
 READABLE = sorted({*STEPS, SCHEMA_VERSION})
 
 

@@ -1,0 +1,72 @@
+"""The capacity search's pure parts (harness/metrics/capacity.py): step verdicts, the bracket and the next rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.metrics import capacity as cap
+
+BOUND = cap.latency_bound(None, 2000)
+
+
+def verdict(**kw: object) -> tuple[str, str]:
+    args: dict[str, object] = dict(offered=1000.0, achieved=1000.0, send_delay_p99_ms=1.0, kept_up=True,
+                                   keeping_up_reason="ok", latency_p99_ms=3000.0, bound=BOUND, windows_without_final=0)
+    args.update(kw)
+    return cap.judge_step(**args)  # type: ignore[arg-type]
+
+
+def test_latency_bound_without_slo_is_watermark_delay_plus_5_s() -> None:
+    assert (BOUND.metric, BOUND.limit_ms) == ("window_close", 7000.0)
+    slo = cap.latency_bound(10_000, 2000)
+    assert (slo.metric, slo.limit_ms) == ("event_to_result", 10_000.0)
+
+
+def test_step_verdicts() -> None:
+    assert verdict()[0] == "sustainable"
+    assert verdict(kept_up=False, keeping_up_reason="lag grew")[0] == "not sustainable"
+    assert verdict(kept_up=None)[0] == "not sustainable"          # not judged is not a pass
+    assert verdict(latency_p99_ms=7001.0)[0] == "not sustainable"
+    assert verdict(latency_p99_ms=None)[0] == "not sustainable"
+    assert verdict(windows_without_final=3)[0] == "not sustainable"
+    # the generator falling behind outranks everything: the step says nothing about the engine
+    v, why = verdict(achieved=979.0, kept_up=False)
+    assert v == "machine-bound" and "2.1% below" in why
+    assert verdict(achieved=981.0)[0] == "sustainable"
+    assert verdict(send_delay_p99_ms=5.1)[0] == "machine-bound"
+
+
+def search(knee: float, start: float = 500, max_rate: float = 200_000, machine: float | None = None) -> list[float]:
+    """The rates the search offers to an engine that sustains exactly the rates up to `knee`."""
+    done: list[tuple[float, cap.StepVerdict]] = []
+    while (r := cap.next_rate(done, start=start, max_rate=max_rate)) is not None:
+        v: cap.StepVerdict = ("machine-bound" if machine is not None and r > machine else
+                              "sustainable" if r <= knee else "not sustainable")
+        done.append((r, v))
+        assert len(done) < 30
+    return [r for r, _ in done]
+
+
+@pytest.mark.parametrize("knee", [777.0, 3_000.0, 12_345.0, 150_000.0])
+def test_search_brackets_the_knee_within_10_percent(knee: float) -> None:
+    rates = search(knee)
+    b = cap.bracket([(r, "sustainable" if r <= knee else "not sustainable") for r in rates])
+    assert b.low is not None and b.high is not None and b.low <= knee < b.high
+    assert b.high - b.low < 0.10 * b.low
+    assert rates[:2] == [500, 1000]                                # doubling first
+
+
+def test_search_halves_below_a_first_failure_and_stops_at_the_maximum() -> None:
+    rates = search(180.0)
+    assert rates[:3] == [500, 250, 125]
+    b = cap.bracket([(r, "sustainable" if r <= 180 else "not sustainable") for r in rates])
+    assert b.low is not None and b.high is not None and b.low <= 180 < b.high and b.narrow
+    assert search(10.0)[-1] >= cap.MIN_RATE                       # never below the minimum
+    assert search(1e9, max_rate=4000) == [500, 1000, 2000, 4000]  # no knee below the maximum
+
+
+def test_machine_bound_step_is_the_upper_bracket() -> None:
+    rates = search(1e9, machine=20_000)
+    verdicts = [(r, "machine-bound" if r > 20_000 else "sustainable") for r in rates]
+    b = cap.bracket(verdicts)  # type: ignore[arg-type]
+    assert b.low is not None and b.high is not None and b.low <= 20_000 < b.high and b.narrow
