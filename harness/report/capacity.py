@@ -84,8 +84,8 @@ def curve_png(run: RunData) -> bytes | None:
     ax.set_title("Latency against offered rate (x: not sustainable or machine-bound; line: sustainable rate)")
     ax2.set_ylabel("engine CPU s per million events")
     ax2.set_xlabel("offered events per second")
-    P._legend(ax, fontsize=7)
-    P._legend(ax2, fontsize=7)
+    P._legend(ax)
+    P._legend(ax2)
     return P._png(fig)
 
 

@@ -46,6 +46,7 @@ SAMPLE_S = 0.5
 ANSWER_GRACE_MS = 15_000     # after a step's last window should have closed, how long its answer may take
 DRAIN_TIMEOUT_S = 120        # a backlog that does not drain by then ends the engine's search
 DEFAULT_STEP_MS = 20_000
+MIN_JUDGED_MS = 6_000        # the shortest span a step's lag slope is fitted over
 DEFAULT_MAX_RATE = 200_000.0
 DEFAULT_MAX_STEPS = 14
 
@@ -74,9 +75,11 @@ def step_scenario(scenario: Scenario, rate: float, step_ms: int) -> Scenario:
 
 
 def check_options(scenario: Scenario, opts: CapacityOptions) -> None:
-    if opts.step_ms <= scenario.warmup + 4_000:
-        raise HarnessError(f"--step must be at least the scenario's warm-up ({scenario.warmup / 1000:g} s) + 4 s, "
-                           f"so the lag slope has samples to fit; got {opts.step_ms / 1000:g} s")
+    least = scenario.warmup + flow.RATE_SKIP_MS + MIN_JUDGED_MS
+    if opts.step_ms < least:
+        raise HarnessError(f"--step must be at least {least / 1000:g} s: the scenario's warm-up "
+                           f"({scenario.warmup / 1000:g} s), {flow.RATE_SKIP_MS / 1000:g} s while engine counters "
+                           f"catch up, and {MIN_JUDGED_MS / 1000:g} s for the lag slope to fit; got {opts.step_ms / 1000:g} s")
     if opts.start_rate is not None and not cap.MIN_RATE <= opts.start_rate <= opts.max_rate:
         raise HarnessError(f"--start-rate must be between {cap.MIN_RATE:g} and --max-rate ({opts.max_rate:g}); "
                            f"got {opts.start_rate:g}")
