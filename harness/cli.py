@@ -224,6 +224,10 @@ def run_cmd(
                                             help="NAME.KEY=VALUE, overrides engines.NAME.KEY of the scenario "
                                                  "(repeatable), e.g. -o flink.parallelism=2."),
     repeat: int = typer.Option(1, min=1, help="Run each engine this many times (fresh topic each) to measure spread."),
+    backlog: bool = typer.Option(False, "--backlog", help="Backlog mode (load.mode: backlog): fill each engine's "
+                                 "topic first, as fast as the generator can, with event times in the past, then "
+                                 "start the engine and measure how fast it drains it (the batch job: one run over "
+                                 "the whole load). Refused with late data or faults."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
     postgres_dsn: Optional[str] = DsnOpt,
     results_dir: Optional[Path] = typer.Option(None, help="Where run folders go (default: results/)."),
@@ -262,7 +266,7 @@ def run_cmd(
         hooks = RunHooks(message=lambda m: prog.console.print(f"[dim]·[/] {m}", highlight=False), sending=sending,
                          monitor=monitor, started=started.append)
         opts = RunOptions(scenario, bootstrap_servers, postgres_dsn, results_dir, engines=names,
-                          engine_options=engine_option, repeat=repeat)
+                          engine_options=engine_option, repeat=repeat, backlog=backlog)
         try:
             run_dir = run(opts, hooks)
         finally:
@@ -346,7 +350,7 @@ def _print_capacity_summary(run_dir: Path) -> None:
         head = (f"{c.engine}: sustainable {c.sustainable_rate:,.0f} events/s" if c.sustainable_rate is not None
                 else f"{c.engine}: no sustainable rate found")
         if c.bracket_high is not None:
-            head += f" (bracket {c.sustainable_rate or 0:,.0f} .. {c.bracket_high:,.0f})"
+            head += f" (bracket {c.sustainable_rate or 0:,.0f} .. {c.bracket_high:,.0f}, closed by the {c.bound_by})"
         out.print(head + f" [{c.status}]" + (f": {c.reason or c.error}" if c.reason or c.error else ""),
                   highlight=False)
         if not c.steps:
@@ -369,6 +373,62 @@ def _print_capacity_summary(run_dir: Path) -> None:
                           cores, s.reason if s.verdict != "sustainable" else "")
         out.print(table)
     out.print(f"results: {run_dir / 'result.json'}")
+
+
+@app.command("load")
+@user_errors
+def load_cmd(
+    scenario: Path = typer.Argument(..., help="Scenario file: its load is sent; engines and SLOs are not used."),
+    shard: Optional[str] = typer.Option(None, help="i/N: send only the events of the partitions p with "
+                                        "p % N == i, and heartbeats to those only (one of N producers)."),
+    topic: Optional[str] = typer.Option(None, help="Topic to send to (created with the scenario's partitions if "
+                                        "missing). Default: harness.load.<scenario>.<time base>."),
+    time_base: Optional[int] = typer.Option(None, "--time-base", help="Epoch milliseconds the schedule starts "
+                                            "at; every shard of one load needs the same one (default: the next "
+                                            "window boundary at least 1.5 s ahead)."),
+    out: Optional[Path] = typer.Option(None, help="Write shard.json (figures) and this shard's ground truth "
+                                       "(expected_<answer>.csv) here."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+) -> None:
+    """Send a scenario's load, or one shard of it, to a running broker, on the open-loop schedule; print its
+    figures as JSON (events sent and acknowledged, achieved rate, send delays).
+
+    The union of shards 0/N .. N-1/N with one time base is exactly the single generator's load: the same events
+    and intended send times, and ground truth that is the union of theirs. Needs a broker already running
+    (`harness stack up`, or --bootstrap-servers).
+    """
+    import json as _json
+
+    from harness.loadgen.generator import Shard
+    from harness.run.planning import close_horizon_ms, next_time_base
+    from harness.run.shard import run_shard
+    from harness.scenario import load_scenario
+    from harness.stack.embedded import EmbeddedStack
+    from harness.stack.services import ENV_BOOTSTRAP, choose
+
+    scen = load_scenario(scenario)
+    try:
+        sh = Shard.parse(shard) if shard is not None else None
+        if sh is not None:
+            sh.partitions(scen.topic.partitions)
+    except ValueError as exc:
+        raise HarnessError(str(exc)) from None
+    if sh is not None and time_base is None:
+        raise HarnessError("--shard needs --time-base: every shard of one load must start its schedule at the same "
+                           "instant (epoch ms, e.g. a few seconds from now on a window boundary)")
+    bootstrap = choose(bootstrap_servers, ENV_BOOTSTRAP, scen.services.bootstrap_servers)
+    if bootstrap is None:
+        stack = EmbeddedStack()
+        if not stack.kafka_running():
+            raise HarnessError("no broker: start the embedded one with `harness stack up`, or give "
+                               "--bootstrap-servers HOST:PORT")
+        bootstrap = str(stack.bootstrap)
+    tb = time_base if time_base is not None else next_time_base(scen)
+    name = topic or f"harness.load.{scen.name}.{tb}"
+    err.print(f"[dim]·[/] sending {'shard ' + shard + ' of ' if shard else ''}{scen.name} to {name} from {tb}",
+              highlight=False)
+    result = run_shard(scen, bootstrap, name, tb, sh, heartbeat_until_ms=tb + close_horizon_ms(scen), out=out)
+    sys.stdout.write(_json.dumps(result) + "\n")   # one JSON line, never wrapped
 
 
 def _finish(run_dir: Path) -> None:
@@ -480,6 +540,15 @@ def _print_run_summary(run_dir: Path) -> None:
                           show(cpu and cpu.cpu_seconds_per_million_events), show(res and res.peak_rss_mb),
                           e.reason or e.error or "")
         out.print(table)
+    for e in doc.engines:
+        b = e.backlog
+        if b is not None:
+            out.print(f"  backlog {e.engine}#{e.repeat}: {b.events:,} events drained in {b.drain_s} s "
+                      f"({b.events_per_s} events/s, {b.events_per_s_per_core} per core on {b.cores} cores), "
+                      f"answer after {b.answer_s} s, {b.cpu_seconds_per_million} CPU s per million events"
+                      + (f"; modelled latency p50 {b.modelled_latency_ms.p50} ms, p99 {b.modelled_latency_ms.p99} ms "
+                         f"with a run every {b.modelled_interval_ms} ms" if b.modelled_latency_ms else ""),
+                      highlight=False)
     out.print(f"results: {run_dir / 'result.json'}")
 
 
@@ -584,6 +653,50 @@ def bench_producer(
     out.print(pt)
     path = paths.results_dir() / f"bench-producer-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2))
+    out.print(f"saved: {path}")
+
+
+@bench_app.command("engines")
+@user_errors
+def bench_engines(
+    scenario: Path = typer.Argument(Path("scenarios/quick.yaml"), help="The query and load to compare on."),
+    engines: Optional[str] = typer.Option(None, help="Comma-separated engines (default: the scenario's)."),
+    backlog_events: int = typer.Option(600_000, min=10_000, help="Events in the backlog each engine drains."),
+    bootstrap_servers: Optional[str] = BootstrapOpt,
+    postgres_dsn: Optional[str] = DsnOpt,
+    results_dir: Optional[Path] = typer.Option(None, help="Where the two run folders go (default: results/)."),
+) -> None:
+    """The headline ratios from one sitting: the generator's ceiling, each engine's sustainable rate (`harness
+    capacity`) and its backlog drain rate per core (`harness run --backlog`), each as a ratio to the
+    reference-floor engine's (the baseline). Takes about 30 minutes on two cores; nothing is asserted.
+    Printed, and saved to results/bench-engines-<time>.json beside the two run folders it made.
+    """
+    import json
+    import time
+
+    from harness import paths
+    from harness.bench.engines import run_bench
+    from harness.run import RunHooks
+
+    names = [e.strip() for e in engines.split(",") if e.strip()] if engines is not None else None
+    folder = results_dir or paths.results_dir()
+    res = run_bench(scenario, engines=names, backlog_events=backlog_events, bootstrap=bootstrap_servers,
+                    dsn=postgres_dsn, results_dir=folder, say=say,
+                    hooks=RunHooks(message=lambda m: err.print(f"[dim]·[/] {m}", highlight=False)))
+    out.print(f"generator ceiling: {res['generator_ceiling_eps']:,.0f} events/s (unpaced, this machine)")
+    table = Table(title=f"engines on {scenario} (ratios to {res['floor'] or 'no floor engine'})")
+    for col in ("engine", "sustainable events/s", "closed by", "ratio", "backlog events/s", "per core", "ratio"):
+        table.add_column(col)
+
+    def f(v: Any, fmt: str = ",.0f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for name, r in res["engines"].items():
+        table.add_row(name, f(r.get("sustainable_eps")), r.get("bound_by") or "-", f(r.get("sustainable_eps_ratio"), ".2f"),
+                      f(r.get("drain_eps")), f(r.get("drain_eps_per_core")), f(r.get("drain_eps_per_core_ratio"), ".2f"))
+    out.print(table)
+    path = folder / f"bench-engines-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(res, indent=2))
     out.print(f"saved: {path}")
 

@@ -61,10 +61,13 @@ def events(scenario: Scenario, model: EventModel, time_base_ms: int, handoff_ms:
 
 
 def compute(scenario: Scenario, model: EventModel, time_base_ms: int, handoff_ms: np.ndarray, sent: int,
-            delivered: dict | None = None) -> GroundTruth:
+            delivered: dict | None = None, partitions: list[int] | None = None) -> GroundTruth:
     """delivered: the generator's offsets per partition in delivery order (SendStats.offsets), which give each
-    event its offset; a record the broker refused for its size is left out."""
+    event its offset; a record the broker refused for its size is left out. partitions: only the events of
+    these (a shard's, `--shard i/N`); a key's windows lie in one partition, so shards' answers add up."""
     ev = events(scenario, model, time_base_ms, handoff_ms, sent, delivered)
+    if partitions is not None:
+        ev = ev[ev["kafka_partition"].isin(partitions)].reset_index(drop=True)
     refused = ev["kafka_offset"].to_numpy() == OFFSET_TOO_LARGE
     kind = ev["kind"].to_numpy()
     in_topic = ev[~refused]

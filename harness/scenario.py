@@ -139,6 +139,10 @@ class Load(Strict):
     malformed_fraction: float = Field(0.0, ge=0, le=1)
     bad_input: BadInput = BadInput()
     heartbeat_interval: Millis = 200
+    mode: Literal["live", "backlog"] = Field("live", description="live: the engine runs while the load is sent on "
+                                             "its schedule; backlog: the topic is filled first, as fast as the "
+                                             "generator can, with event times `duration` in the past, and the engine "
+                                             "then drains it (`harness run --backlog` sets it)")
 
     _normalise_shape = field_validator("shape", mode="before")(_shape_from_name)
 
@@ -373,6 +377,19 @@ class Scenario(Strict):
                 raise ValueError(f"faults[{i}].engines names {', '.join(unknown)}, not among the scenario's engines "
                                  f"({', '.join(self.engines)})")
         load, q = self.load, self.query
+        if load.mode == "backlog":
+            if self.faults:
+                raise ValueError("faults are timed from the load's start, while an engine reads it; in backlog mode "
+                                 "(load.mode: backlog, --backlog) the load is in the topic before the engine starts: "
+                                 "drop the faults or run it live")
+            if load.late.fraction > 0:
+                raise ValueError("late events are refused in backlog mode (load.mode: backlog, --backlog): a "
+                                 "watermark that jumps over a backlog (Spark's advances per micro-batch) makes late "
+                                 "events on time, which is engine behaviour, not a wrong answer; set "
+                                 "load.late.fraction to 0")
+            if load.bad_input.far_future:
+                raise ValueError("load.bad_input.far_future is refused in backlog mode: a record a day ahead is "
+                                 "judged against the engine's clock while it is sent, and a backlog is read later")
         for i, ff in enumerate(load.bad_input.far_future):
             if ff.at >= self.duration:
                 raise ValueError(f"load.bad_input.far_future[{i}].at ({format_duration(ff.at)}) must fall inside the "
@@ -449,7 +466,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         raise HarnessError(describe_validation_error(source, exc)) from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, *, backlog: bool = False) -> Scenario:
+    """The scenario in a file; backlog=True (`--backlog`) sets load.mode: backlog, checked like the file's own."""
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"scenario file not found: {p}", hint="scenarios/ holds the shipped ones, e.g. scenarios/quick.yaml")
@@ -457,4 +475,7 @@ def load_scenario(path: str | Path) -> Scenario:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise HarnessError(f"{p}: not valid YAML: {exc}") from None
+    if backlog and isinstance(data, dict) and isinstance(data.get("load"), dict):
+        data["load"] = {**data["load"], "mode": "backlog"}
+        return parse_scenario(data, f"{p} with --backlog")
     return parse_scenario(data, str(p))

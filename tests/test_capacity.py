@@ -75,10 +75,11 @@ def test_capacity_report_and_summary(capacity_run: tuple[dict, str, Path]) -> No
     slow = next(c for c in doc["capacity"] if c["engine"] == "slow")
     md = (run_dir / "report.md").read_text()
     assert "## Capacity" in md and f"| slow | complete | {slow['sustainable_rate']:,.0f} |" in md
+    assert slow["bound_by"] == "engine"
     assert md.count("| doubling |") + md.count("| bisection |") + md.count("| halving |") == len(slow["steps"])
     html = (run_dir / "report.html").read_text()
     assert "id='capacity'" in html and "data:image/png;base64," in html
-    assert f"slow: sustainable {slow['sustainable_rate']:,.0f} events/s" in output
+    assert f"slow: sustainable {slow['sustainable_rate']:,.0f} events/s" in output and "closed by the engine" in output
     assert "step 1 (doubling): 100 events/s" in output                 # progress while it runs
 
 

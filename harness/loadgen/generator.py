@@ -12,6 +12,7 @@ whole load, as a generator starved of CPU would be; intended times, and so groun
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from array import array
@@ -67,11 +68,17 @@ class SendStats:
     # it was produced in (the idempotent producer keeps it), so event i's offset is found without a lookup
     offsets: dict[int, array] = field(default_factory=dict)    # array("q"): 8 bytes an event
     refused_too_large: int = 0
+    # a shard (--shard i/N): `sent` still counts the schedule's events up to where it got; these are its own
+    shard_events: int = 0
+    shard_mask: np.ndarray | None = None    # over the first `sent` events: the ones this shard sent
+    nice: int | None = None                 # the generator's nice value (None: not set by it)
 
     def summary(self) -> dict[str, object]:
         from harness.metrics.stats import percentiles
 
         delay = self.send_delay_ms[: self.sent]
+        if self.shard_mask is not None:
+            delay = delay[self.shard_mask]
         span_s = ((self.last_ack_ms or 0) - (self.first_handoff_ms or 0)) / 1000.0
         return {
             "events_scheduled": self.scheduled,
@@ -89,10 +96,33 @@ class SendStats:
             "last_handoff_ms": self.last_handoff_ms,
             "last_ack_ms": self.last_ack_ms,
             "interrupted": self.interrupted,
+            "nice": self.nice,
         }
 
 
 Progress = Callable[[SendStats], None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count` (`--shard i/N`): it owns the partitions p with p % count == index."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+            raise ValueError(f"--shard takes i/N with 0 <= i < N (e.g. 0/2), got {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    def partitions(self, partitions: int) -> list[int]:
+        owned = [p for p in range(partitions) if p % self.count == self.index]
+        if not owned:
+            raise ValueError(f"shard {self.index}/{self.count} owns none of the topic's {partitions} partitions: "
+                             f"use at most {partitions} shards")
+        return owned
 
 
 def event_offsets(partitions: np.ndarray, delivered: dict[int, array]) -> np.ndarray:
@@ -118,17 +148,23 @@ def size_settings(scenario: Scenario) -> dict[str, object]:
 
 class LoadGenerator:
     def __init__(self, scenario: Scenario, bootstrap: str, topic: str, *, encoder: Encoder | None = None,
-                 model: EventModel | None = None, producer_settings: dict[str, object] | None = None) -> None:
+                 model: EventModel | None = None, producer_settings: dict[str, object] | None = None,
+                 shard: Shard | None = None) -> None:
         self.s = scenario
         self.topic = topic
         self.model = model or EventModel(scenario)
         self.encoder = encoder or JsonEncoder(scenario.load.payload_bytes, scenario.topic.max_message_bytes)
         self.partitions = scenario.topic.partitions
+        # A shard sends every event of the partitions it owns, and heartbeats to those only: a partition's
+        # watermark markers then come from the producer that sends its data, so none overtakes an event.
+        self.shard = shard
+        self.owned = shard.partitions(self.partitions) if shard else list(range(self.partitions))
         self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **size_settings(scenario),
                                                           **(producer_settings or {})}))
         self.stop = threading.Event()
         self.load_done = threading.Event()  # set once every event has been handed to the producer
         self.stats: SendStats | None = None
+        self.nice: int | None = None
         self._hb_key = HEARTBEAT_KEY.encode()
         self._key_cache: dict[int, bytes] = {}
 
@@ -175,9 +211,9 @@ class LoadGenerator:
     def _heartbeats(self, stats: SendStats, schedule_clock_ms: int) -> None:
         now_ms = time.time_ns() // 1_000_000
         et = min(now_ms, schedule_clock_ms)
-        for p in range(self.partitions):
+        for p in self.owned:
             self._produce(stats, self.encoder.heartbeat(et, now_ms), self._hb_key, p, self._on_heartbeat_delivery)
-        stats.heartbeats_sent += self.partitions
+        stats.heartbeats_sent += len(self.owned)
 
     def _key(self, idx: int) -> bytes:
         k = self._key_cache.get(idx)
@@ -191,7 +227,8 @@ class LoadGenerator:
         heartbeat_until_ms (or until stop is set). Unpaced sends as fast as possible (benchmarks)."""
         n = self.model.count
         stats = SendStats(scheduled=n, time_base_ms=time_base_ms,
-                          handoff_ms=np.zeros(n, dtype=np.int64), send_delay_ms=np.zeros(n, dtype=np.float64))
+                          handoff_ms=np.zeros(n, dtype=np.int64), send_delay_ms=np.zeros(n, dtype=np.float64),
+                          nice=self.nice)
         self._stats = stats
         self.stats = stats
         self._poll_now_ms = time.time_ns() // 1_000_000
@@ -206,6 +243,8 @@ class LoadGenerator:
         cb = self._on_event_delivery
         parts_n = self.partitions
         clock = time.time_ns
+        owned = None if self.shard is None else set(self.owned)
+        stats.shard_events = 0
         i = 0
         for start in range(0, n, BLOCK):
             if self.stop.is_set():
@@ -219,6 +258,9 @@ class LoadGenerator:
             handoff = stats.handoff_ms
             delay = stats.send_delay_ms
             for j in range(len(prefixes)):
+                if owned is not None and parts[j] not in owned:   # another shard's event: not sent here
+                    i += 1
+                    continue
                 due = due_ns[j]
                 now = clock()
                 if paced and now < due + held_ns:
@@ -234,6 +276,7 @@ class LoadGenerator:
                     self._produce(stats, finish(prefixes[j], sent), keys[j], parts[j], cb)
                 handoff[i] = sent
                 delay[i] = (now - due) / 1_000_000 if paced else 0.0
+                stats.shard_events += 1
                 i += 1
                 if (i & 63) == 0:
                     self._poll(stats)
@@ -248,8 +291,10 @@ class LoadGenerator:
                 break
         stats.sent = i
         stats.interrupted = self.stop.is_set() and i < n
-        if i:
-            nz = stats.handoff_ms[:i]
+        mine = stats.handoff_ms[:i] > 0 if owned is not None else slice(None)
+        stats.shard_mask = mine if owned is not None else None
+        if stats.shard_events:
+            nz = stats.handoff_ms[:i][mine]
             stats.first_handoff_ms, stats.last_handoff_ms = int(nz[0]), int(nz.max())
             for sec, cnt in zip(*np.unique((nz - time_base_ms) // 1000, return_counts=True)):
                 stats.sent_per_second[int(sec)] = int(cnt)
@@ -306,5 +351,7 @@ class LoadGenerator:
         stats = SendStats(scheduled=0, time_base_ms=0, handoff_ms=np.zeros(0, dtype=np.int64),
                           send_delay_ms=np.zeros(0))
         self._stats = stats
-        self._heartbeats(stats, time.time_ns() // 1_000_000)
+        # A backlog's events lie in the past: a heartbeat at the wall clock ahead of them would carry every
+        # partition's watermark past the whole load. Event time 0 moves no watermark.
+        self._heartbeats(stats, 0 if self.s.load.mode == "backlog" else time.time_ns() // 1_000_000)
         self.producer.flush(timeout)

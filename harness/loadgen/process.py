@@ -32,6 +32,7 @@ from harness.stack import processes
 
 PROGRESS_S = 0.1          # how stale the parent's live counters may be (the monitor samples every 0.5 s)
 START_TIMEOUT_S = 90.0    # spawn, imports, model, producer and its warm-up
+GENERATOR_NICE = -10      # the generator's priority over the engine (raise_priority)
 LIVE_FIELDS = ("sent", "acked", "delivery_errors", "last_error", "heartbeats_sent", "heartbeats_acked",
                "last_ack_ms")
 
@@ -67,10 +68,11 @@ class GeneratorProcess:
             self.terminate()
             raise HarnessError(f"the load generator for {self.topic} failed to start: {payload}", exit_code=EXIT_FAILED)
 
-    def run(self, time_base_ms: int, *, heartbeat_until_ms: int | None = None,
+    def run(self, time_base_ms: int, *, heartbeat_until_ms: int | None = None, paced: bool = True,
             progress: Progress | None = None) -> SendStats:
-        """Send the load from time_base_ms; returns the child's final figures. Blocks (call it on a thread)."""
-        self._pipe.send((time_base_ms, heartbeat_until_ms))
+        """Send the load from time_base_ms (unpaced: as fast as it can, as a backlog is filled); returns the
+        child's final figures. Blocks (call it on a thread)."""
+        self._pipe.send((time_base_ms, heartbeat_until_ms, paced))
         self.stats = SendStats(scheduled=0, time_base_ms=time_base_ms, handoff_ms=np.zeros(0, dtype=np.int64),
                                send_delay_ms=np.zeros(0))
         try:
@@ -166,8 +168,22 @@ class _LoadDone:
         return self._set
 
 
+def raise_priority() -> int:
+    """Give the generator's threads priority over the engine's (nice GENERATOR_NICE, where allowed) and return
+    the nice value it runs at. On a shared machine the generator must keep its schedule, as it would on a
+    machine of its own: it needs a fraction of a core, and without this an engine that keeps both cores busy
+    (Spark's back-to-back micro-batches) made it fall behind at 500 events/s. Linux keeps nice per thread, so
+    this runs first, before librdkafka starts its threads (they inherit it)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
+    except OSError:       # not root, or not allowed here: it runs at the default, and says so
+        pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def _child_main(scenario: Scenario, bootstrap: str, topic: str, pipe: Any, stop_event: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the load stops, through stop_event
+    nice = raise_priority()
     lock = threading.Lock()
 
     def send(msg: tuple[str, Any]) -> None:
@@ -176,6 +192,7 @@ def _child_main(scenario: Scenario, bootstrap: str, topic: str, pipe: Any, stop_
 
     try:
         gen = LoadGenerator(scenario, bootstrap, topic)
+        gen.nice = nice
         gen.warm_up()
         _watch(stop_event, gen.stop, os.getppid())
         gen.load_done = _LoadDone(gen, send)  # type: ignore[assignment]
@@ -183,12 +200,13 @@ def _child_main(scenario: Scenario, bootstrap: str, topic: str, pipe: Any, stop_
         while not pipe.poll(0.2):
             if gen.stop.is_set():   # stopped (or orphaned) before the load began
                 return
-        time_base_ms, until = pipe.recv()
+        time_base_ms, until, paced = pipe.recv()
 
         def live(st: SendStats) -> None:
             send(("live", {"scheduled": st.scheduled, **{k: getattr(st, k) for k in LIVE_FIELDS}}))
 
-        stats = gen.run(time_base_ms, heartbeat_until_ms=until, progress=live, progress_every_s=PROGRESS_S)
+        stats = gen.run(time_base_ms, heartbeat_until_ms=until, paced=paced, progress=live,
+                        progress_every_s=PROGRESS_S)
         send(("done", stats))
     except BaseException:  # the parent turns this into a HarnessError with the message
         try:

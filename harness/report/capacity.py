@@ -31,13 +31,16 @@ def summary_rows(run: RunData) -> list[list[str]]:
     rows = []
     for c in run.doc.capacity:
         rows.append([c.engine, c.status, _f(c.sustainable_rate), _f(c.bracket_high),
+                     {"machine": "the machine (generator fell behind)", "engine": "the engine"}.get(c.bound_by or "",
+                                                                                                 "–"),
                      "yes" if c.bracket_narrow else "no", str(len(c.steps)),
                      f"{c.latency_bound_metric.replace('_', '-')} p99 ≤ {c.latency_bound_ms / 1000:g} s",
                      c.reason or c.error or ""])
     return rows
 
 
-SUMMARY_COLUMNS = ["engine", "status", "sustainable events/s", "bracket high", "within 10%", "steps",
+SUMMARY_COLUMNS = ["engine", "status", "sustainable events/s", "bracket high", "bracket closed by", "within 10%",
+                   "steps",
                    "latency bound", "note"]
 STEP_COLUMNS = ["step", "phase", "offered/s", "achieved/s", "send delay p99 ms", "verdict", "lag slope rec/s",
                 "p50 ms", "p99 ms", "windows final", "CPU s per M events", "cores engine", "cores broker",

@@ -124,6 +124,10 @@ def check_slo(name: str, raw_threshold: Any, engine: str, runs: list[EngineRun],
     if thr is None:
         chk.notes.append(f"threshold {raw_threshold!r} is not a number")
         return chk
+    if name in BACKLOG_NOT_APPLICABLE and any(r.entry.backlog is not None for r in runs):
+        chk.notes.append("backlog mode: latency and throughput measure the backlog's age and the drain, not a live "
+                         "load (see the Backlog section)")
+        return chk
     unmeasured = [r for r in runs if not r.measured]
     vals = [(r, metric.value(r)) for r in runs if r.measured]
     missing_fig = [r for r, v in vals if v is None]
@@ -367,6 +371,7 @@ def _slo_line(slo: dict[str, Any]) -> str:
 
 
 LATENCY_SLOS = {"p99_latency", "p50_latency"}
+BACKLOG_NOT_APPLICABLE = {"p99_latency", "p50_latency", "p99_window_close", "p50_window_close", "min_throughput"}
 WINDOW_CLOSE_SLOS = {"p99_window_close", "p50_window_close"}
 
 

@@ -662,3 +662,33 @@ def loads(run: RunData) -> Table:
             Cell(str(kinds.get("late", "–"))), Cell(str(kinds.get("malformed", "–"))),
         ]))
     return t
+
+
+def backlog(run: RunData) -> Table:
+    """Backlog mode, one line per engine run: how it drained the filled topic, at what cost, and, for an interval
+    job, the latency its schedule gives (modelled: the wait for the next run plus the measured run)."""
+    t = Table(["run", "events", "drain s", "answer s", "events/s", "cores", "events/s per core",
+               "CPU s per M events", "peak RSS MB", "cgroup memory max MB", "correct", "modelled latency p50 / p99"])
+
+    def f(v: float | None, fmt: str = ",.1f") -> str:
+        return "–" if v is None else format(v, fmt)
+
+    for r in run.runs:
+        b = r.entry.backlog
+        if b is None:
+            continue
+        c = r.correctness
+        lat = "–"
+        if b.modelled_latency_ms is not None and b.modelled_interval_ms is not None:
+            lat = (f"{f(b.modelled_latency_ms.p50 and b.modelled_latency_ms.p50 / 1000, ',.1f')} s / "
+                   f"{f(b.modelled_latency_ms.p99 and b.modelled_latency_ms.p99 / 1000, ',.1f')} s "
+                   f"(runs every {b.modelled_interval_ms / 1000:g} s)")
+        correct = Cell(f"{c.exact}/{c.expected}" if c else "–")
+        if c and c.exact != c.expected:
+            correct.add("bad")
+        t.rows.append(Row(r.label, [Cell(f"{b.events:,}"), Cell(f(b.drain_s)), Cell(f(b.answer_s)),
+                                    Cell(f(b.events_per_s, ",.0f")), Cell(f(b.cores, ".2f")),
+                                    Cell(f(b.events_per_s_per_core, ",.0f")), Cell(f(b.cpu_seconds_per_million)),
+                                    Cell(f(b.peak_rss_mb, ",.0f")), Cell(f(b.cgroup_memory_max_mb, ",.0f")), correct,
+                                    Cell(lat)]))
+    return t

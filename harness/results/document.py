@@ -194,6 +194,8 @@ class GeneratorStats(Section):
     last_handoff_ms: Optional[int] = Field(None, description="epoch ms")
     last_ack_ms: Optional[int] = Field(None, description="epoch ms")
     interrupted: bool = False
+    nice: Optional[int] = Field(None, description="the generator process's nice value: -10 where it could take "
+                                "priority over the engine, 0 where not allowed (None: not recorded)")
 
 
 class GroundTruthSummary(Section):
@@ -470,6 +472,32 @@ class Sample(Section):
     postgres_cpu_s: Optional[float] = None
 
 
+class BacklogDrain(Section):
+    """Backlog mode (load.mode: backlog): the topic was filled before the engine started; definitions in
+    harness/metrics/backlog.py."""
+
+    fill_s: Optional[float] = Field(None, description="how long the generator took to fill the topic")
+    fill_events_per_s: Optional[float] = None
+    events: int
+    records_in_topic: Optional[int] = Field(None, description="the topic's records when the engine started "
+                                            "(events, malformed records and heartbeats)")
+    drain_s: Optional[float] = Field(None, description="engine running to its lag within the sampling noise (None: "
+                                     "it never drained)")
+    answer_s: Optional[float] = Field(None, description="engine running to its final answer")
+    events_per_s: Optional[float] = None
+    cores: Optional[float] = Field(None, description="CPU seconds per second of the engine during the drain")
+    events_per_s_per_core: Optional[float] = None
+    cpu_seconds_per_million: Optional[float] = Field(None, description="the engine's CPU from running to its "
+                                                     "answer, per million events")
+    peak_rss_mb: Optional[float] = None
+    cgroup_memory_max_mb: Optional[float] = None
+    modelled_interval_ms: Optional[int] = Field(None, description="an interval job: the schedule its latency is "
+                                                "modelled on")
+    modelled_latency_ms: Optional[Percentiles] = Field(None, description="an interval job: each window's wait "
+                                                       "for the next scheduled run after its end plus grace, plus "
+                                                       "the measured answer time (modelled, not measured)")
+
+
 class EngineResult(Section):
     """One engine on one load (one repeat)."""
 
@@ -507,6 +535,8 @@ class EngineResult(Section):
     cpu_idle_before: Optional[CpuIdleBefore] = None
     faults: Optional[list[FaultRecord]] = Field(None, description="the scenario's faults as injected into this "
                                                 "engine run (None: the scenario has none)")
+    backlog: Optional[BacklogDrain] = Field(None, description="backlog mode: how the engine drained the filled "
+                                            "topic (None: a live run)")
     jvms: Optional[list[JvmProcess]] = Field(None, description="the engine's JVMs once it was running, with their "
                                              "options (None: not read, as in results from before)")
     time_to_first_result_s: Optional[float] = None
@@ -574,6 +604,10 @@ class EngineCapacity(Section):
     bracket_high: Optional[float] = Field(None, description="the lowest rate above it that was not (None: none was "
                                           "found below the search's maximum)")
     bracket_narrow: bool = Field(False, description="the bracket is narrower than 10% of its lower end")
+    bound_by: Optional[Literal["engine", "machine"]] = Field(None, description="what closed the bracket from "
+                                                             "above: the engine (its step was not sustainable) or "
+                                                             "the machine (the generator fell behind: the engine "
+                                                             "may take more than this machine can offer)")
 
 
 class ResultDocument(Section):

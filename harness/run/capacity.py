@@ -243,6 +243,8 @@ class EngineStaircase:
             done.append((rate, step.verdict))
             b = cap.bracket(done)
             self.entry.sustainable_rate, self.entry.bracket_high, self.entry.bracket_narrow = b.low, b.high, b.narrow
+            top = next((v for r, v in done if r == b.high), None)
+            self.entry.bound_by = None if top is None else "machine" if top == "machine-bound" else "engine"
             self.results.save()
             self.hooks.message(f"{self.name}: step {step.index + 1} at {rate:,.0f} events/s: {step.verdict} "
                                f"({step.reason}); bracket {_rate(b.low)} .. {_rate(b.high)}")

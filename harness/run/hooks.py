@@ -19,6 +19,7 @@ class RunOptions:
     engines: list[str] | None = None          # None: the scenario's engines section
     engine_options: list[str] = field(default_factory=list)
     repeat: int = 1
+    backlog: bool = False                     # --backlog: load.mode backlog
 
 
 @dataclass

@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import SendStats
 from harness.loadgen.process import GeneratorProcess
-from harness.run.planning import close_horizon_ms, next_time_base
+from harness.run.planning import backlog_time_base, close_horizon_ms, next_time_base
 from harness.scenario import Scenario
 from harness.stack import topics
 from harness.storage import sink_tables
@@ -64,27 +64,35 @@ class LoadSession:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             sink_tables.ensure_schema(conn)
 
+    @property
+    def backlog(self) -> bool:
+        return self.scenario.load.mode == "backlog"
+
     def begin(self, heartbeat_until_ms: int | None) -> int:
         """Start the generator's process and warm its producer, pick the time base, record the load and start
-        sending (a thread here waits on the process); returns the time base."""
+        sending (a thread here waits on the process); returns the time base. In backlog mode the time base is
+        `duration` before now (on a window boundary) and the generator sends unpaced: every event is already
+        due, and heartbeats carry the schedule's time, so none overtakes an event."""
         assert self.gen is not None and self.model is not None
         self.gen.warm_up()
-        tb = self.time_base_ms = next_time_base(self.scenario)
+        tb = self.time_base_ms = (backlog_time_base(self.scenario) if self.backlog else
+                                  next_time_base(self.scenario))
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             sink_tables.record_load(conn, load_id=self.load_id, run_id=self.run_id, engine=self.engine,
                                     repeat=self.repeat, scenario=self.scenario.name, topic=self.topic,
                                     partitions=self.scenario.topic.partitions, seed=self.scenario.seed,
                                     time_base_ms=tb)
         wait_s = (tb - time.time_ns() // 1_000_000) / 1000
-        self.hooks.message(f"{self.load_id}: {self.model.count} events to topic {self.topic}; load starts at the "
-                           f"window boundary {datetime.fromtimestamp(tb / 1000, timezone.utc):%H:%M:%S} UTC "
-                           f"(in {wait_s:.1f} s)")
+        at = f"{datetime.fromtimestamp(tb / 1000, timezone.utc):%H:%M:%S} UTC"
+        self.hooks.message(f"{self.load_id}: {self.model.count} events to topic {self.topic}; " + (
+            f"backlog: filling the topic as fast as the generator can, event times from {at}" if self.backlog else
+            f"load starts at the window boundary {at} (in {wait_s:.1f} s)"))
         until = heartbeat_until_ms if heartbeat_until_ms is not None else tb + close_horizon_ms(self.scenario)
         gen, holder = self.gen, self._holder
 
         def send() -> None:
             try:
-                holder["stats"] = gen.run(tb, heartbeat_until_ms=until,
+                holder["stats"] = gen.run(tb, heartbeat_until_ms=until, paced=not self.backlog,
                                           progress=lambda s: self.hooks.sending(self.load_id, s))
             except BaseException as exc:  # surfaced in the main thread by raise_if_failed()
                 holder["error"] = exc

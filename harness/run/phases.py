@@ -23,10 +23,10 @@ from harness.run.measure import measure, promised_after_restart, skipping_restar
 from harness.run.monitor import Monitor
 from harness.run.planning import PlannedEngine, close_horizon_ms
 from harness.scenario import Scenario
-from harness.metrics import cgroups, cpu_idle, recovery
+from harness.metrics import backlog, cgroups, cpu_idle, keeping_up, recovery
 from harness import environment
-from harness.results.document import (Capabilities, CpuIdleBefore, EngineResult, EngineStatus, JvmProcess, Resources,
-                                      Sample, Timing)
+from harness.results.document import (BacklogDrain, Capabilities, CpuIdleBefore, EngineResult, EngineStatus,
+                                      JvmProcess, Percentiles, Resources, Sample, Timing)
 from harness.stack.embedded import EmbeddedStack
 from harness.metrics import windows as window_metrics
 from harness.storage import clock, sink_tables
@@ -38,6 +38,8 @@ SAMPLE_S = 0.5
 SETTLE_S = 1.0          # one more sink flush and sample, so a replay or a late duplicate shows up
 QUIET_MIN_MS = 5_000    # the sink quiet this long (or 2 trigger intervals) after every window closed: settled
 FOREVER_MS = 2**62      # heartbeats go on until the run stops the generator
+BACKLOG_DRAIN_TIMEOUT_MS = 30 * 60_000   # backlog mode: an engine that has not drained the topic by then has failed
+BACKLOG_DRAIN_AFTER_ANSWER_MS = 30_000   # backlog mode: how long after its answer an engine may still report it read all
 
 
 def now_ms() -> int:
@@ -67,6 +69,11 @@ class EngineRun:
         self._promised: pd.DataFrame | None = None   # what a latest/timestamp restart promises (_target)
         self.entry = self.describe(status="starting")
         self.started_ms = 0
+        # backlog mode: when the engine ran, when its lag first drained, when its answer was complete
+        self.running_ms: int | None = None
+        self.drained_ms: int | None = None
+        self.complete_ms: int | None = None
+        self._fill: tuple[float, float | None] | None = None
 
     # -- phases ----------------------------------------------------------------------------------------------
     def prepare(self, plan: Plan) -> None:
@@ -95,9 +102,30 @@ class EngineRun:
         self.entry.jvms = jvm_processes(self.engine.pids())
         self.results.save()
 
+    def fill(self) -> None:
+        """Backlog mode: the whole load is in the topic, and its ground truth known, before the engine starts.
+        Heartbeats go on after it, so the last windows close in every engine."""
+        t0 = now_ms()
+        self.load.begin(heartbeat_until_ms=FOREVER_MS)
+        while not self.load.load_done:
+            self.load.raise_if_failed()
+            time.sleep(0.2)
+        self.load.raise_if_failed()
+        stats = self.load.stats
+        assert stats is not None
+        fill_s = (now_ms() - t0) / 1000
+        self.hooks.message(f"{self.load_id}: backlog of {stats.sent:,} events in the topic after {fill_s:.1f} s; "
+                           "computing ground truth")
+        self.load.compute_truth()
+        self._fill = (round(fill_s, 3), stats.summary()["achieved_rate_eps"])
+
     def run_load(self) -> int:
         assert self.load.gen is not None
         self.monitor = Monitor(self.engine, self.ctx, self.load.gen, group=self.group, service_pids=self.service_pids)
+        if self.load.backlog:       # filled before the engine started
+            assert self.load.time_base_ms is not None
+            self.running_ms = now_ms()
+            return self.load.time_base_ms
         time_base = self.load.begin(heartbeat_until_ms=FOREVER_MS)
         if self.scenario.faults:
             self.faults = FaultInjector(self.scenario.faults, self.load.dsn, time_base, engine=self.engine,
@@ -120,8 +148,17 @@ class EngineRun:
         quiet_ms = settle_interval_ms(plan)
         last_rows, changed_ms = -1, now_ms()
         matched = total = 0
+        if self.load.backlog:   # until the topic is drained, only this bounds the wait
+            deadline_ms = now_ms() + BACKLOG_DRAIN_TIMEOUT_MS
         while True:
             row = self.monitor.sample()
+            if self.load.backlog and self.drained_ms is None and row["lag"] is not None \
+                    and row["lag"] <= backlog.drain_allowance(self.scenario.load.rate):
+                self.drained_ms = row["wall_ms"]
+                self.hooks.message(f"{self.name}: drained the backlog in "
+                                   f"{(self.drained_ms - self.running_ms) / 1000:.1f} s")
+                closed_ms = self.drained_ms + plan.max_trigger_interval_ms + plan.late_margin_ms
+                deadline_ms = closed_ms - plan.late_margin_ms + WAIT_GRACE_MS
             if row["rows_out"] is not None and row["rows_out"] != last_rows:   # None: the database was away
                 last_rows, changed_ms = row["rows_out"], row["wall_ms"]
             self.answer_ms = changed_ms
@@ -144,7 +181,12 @@ class EngineRun:
                 # runs again, the lock is released)
                 faults_end = self.faults.busy_until_ms() if self.faults is not None else 0
                 if matched == total and faults_end < row["wall_ms"]:
-                    return "complete", matched, total
+                    self.complete_ms = self.complete_ms or row["wall_ms"]
+                    # an interval job reports its offsets after its run has committed the answer: the drain ends
+                    # then, a moment later
+                    if not self.load.backlog or self.drained_ms is not None \
+                            or row["wall_ms"] - self.complete_ms > BACKLOG_DRAIN_AFTER_ANSWER_MS:
+                        return "complete", matched, total
                 if closed_ms is not None and row["wall_ms"] - max(changed_ms, closed_ms, faults_end) >= quiet_ms:
                     self.entry.error = (f"{total - matched} of {total} windows do not hold their promised value; the "
                                         f"sink was quiet for {quiet_ms / 1000:g} s after every window should have "
@@ -204,7 +246,28 @@ class EngineRun:
                 rows=self.monitor.rows, results=self.results, answer_ms=self.answer_ms,
                 cpu_method=self.group.method if self.group is not None else "sampled",
                 faults=self.faults.records if self.faults is not None else None)
+        if self.load.backlog:
+            self.entry.backlog = self._backlog(plan, stats, truth)
         self.entry.status = status
+
+    def _backlog(self, plan: Plan, stats: Any, truth: Any) -> BacklogDrain:
+        assert self.monitor is not None and self.running_ms is not None and self.load.time_base_ms is not None
+        rows = self.monitor.rows
+        method = self.group.method if self.group is not None else "sampled"
+        d = BacklogDrain.model_validate({
+            "fill_s": self._fill[0] if self._fill else None, "fill_events_per_s": self._fill[1] if self._fill else None,
+            **backlog.drain(rows, running_ms=self.running_ms, drained_ms=self.drained_ms, answer_ms=self.complete_ms or self.answer_ms,
+                            events=stats.sent, records_in_topic=rows[0]["end_offsets"] if rows else None,
+                            cpu_col="cpu_s" if method == "sampled" else "cgroup_cpu_s")})
+        if self.group is not None and (mem := self.group.memory_max_bytes()) is not None:
+            d.cgroup_memory_max_mb = round(mem / 2**20, 1)
+        if plan.max_trigger_interval_ms >= keeping_up.CONTINUOUS_BELOW_MS and d.answer_s is not None:
+            ends = truth.windows[plan.promised_answer]["window_end"].to_numpy()
+            d.modelled_interval_ms = plan.max_trigger_interval_ms
+            d.modelled_latency_ms = Percentiles.model_validate(backlog.modelled_interval_latency(
+                ends, time_base_ms=self.load.time_base_ms, interval_ms=plan.max_trigger_interval_ms,
+                grace_ms=int(plan.latency_floor_ms.get("grace_ms", 0)), run_ms=d.answer_s * 1000))
+        return d
 
     def read_clock_after(self) -> None:
         """The offset after the run too, so drift shows; a reading past the bound is kept but not applied."""
@@ -266,6 +329,8 @@ class EngineRun:
         self.results.add_engine(self.entry)
         try:
             self.prepare(plan)
+            if self.load.backlog:
+                self.fill()
             self.start_engine()
             self.run_load()
             status, matched, total = self.wait(plan)

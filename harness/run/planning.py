@@ -80,6 +80,15 @@ def next_time_base(scenario: Scenario, now_ms: int | None = None) -> int:
     return -(-(now_ms + LEAD_MS) // grid) * grid
 
 
+def backlog_time_base(scenario: Scenario, now_ms: int | None = None) -> int:
+    """Backlog mode's time base: a window boundary so far back that the load's event times lie in the past as
+    the scenario spreads them and every window of the load has closed on the wall clock before the fill begins
+    (now minus the close horizon: the duration, a window, the watermark delay and the allowed lateness)."""
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    grid = scenario.query.window.grid
+    return (now_ms - close_horizon_ms(scenario)) // grid * grid
+
+
 def close_horizon_ms(scenario: Scenario) -> int:
     """Offset from the time base after which every window has closed in a watermark-based engine."""
     q = scenario.query

@@ -23,7 +23,7 @@ from harness.storage.results import ResultFile, utc_now
 def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     """Run a scenario and return its run folder. The folder holds result.json even when the run fails."""
     hooks = hooks or RunHooks()
-    scenario = load_scenario(opts.scenario_path)
+    scenario = load_scenario(opts.scenario_path, backlog=opts.backlog)
     if opts.repeat < 1:
         raise HarnessError(f"--repeat must be 1 or more, got {opts.repeat}")
     planned = plan_engines(scenario, str(opts.scenario_path), opts.engines, opts.engine_options)

@@ -216,7 +216,7 @@ def schedule(cfg: dict[str, Any], config_path: str) -> int:
     totals = {"runs": 0, "failed_runs": 0, "records_in": 0, "malformed": 0, "late_dropped": 0, "emitted": 0}
     offsets: dict[str, int] = {}
     _write(status, {"running": True, "offsets": offsets, **totals})
-    next_run = time.monotonic() + cfg["interval_ms"] / 1000
+    next_run = time.monotonic() + (0 if cfg.get("run_at_start") else cfg["interval_ms"] / 1000)
     while not stop["now"]:
         if time.monotonic() < next_run:
             time.sleep(min(0.1, next_run - time.monotonic()))

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -37,6 +37,7 @@ SPARK_DEFAULTS = {"master": "local[*]", "trigger": "processing_time", "trigger_i
 # 1.46-1.49 s over the quick scenario's 5 repeats, 1.57 s on steady (2,000 events/s); 1.7 s before, with other
 # engines running beside it.
 BATCH_ALLOWANCE_MS = 2000
+BACKLOG_MAX_OFFSETS = 100_000   # backlog mode: records per micro-batch unless max_offsets_per_trigger says
 
 
 # local, local[N], local[*] and local[N,F] (F: task retries): the masters that run in the driver's JVM.
@@ -71,6 +72,10 @@ class SparkSettings(EngineSettings):
         "append", description="append: every batch's rows are appended (at least once: a replayed batch writes "
         "again); idempotent: the batch id commits with the rows in one transaction and a replayed batch writes "
         "nothing (Spark's documented foreachBatch pattern)")
+    max_offsets_per_trigger: Optional[int] = Field(None, ge=1, description="Spark's maxOffsetsPerTrigger: the "
+                                                   "most records a micro-batch reads (None: all there are; in "
+                                                   f"backlog mode {BACKLOG_MAX_OFFSETS:,}, so the first batch is "
+                                                   "not the whole backlog)")
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     spark_conf: dict[str, str] = Field({}, description="extra Spark configuration (key: value)")
 
@@ -224,7 +229,7 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
             driver_memory=s.driver_memory, executor_memory=s.executor_memory,
             cores_max=s.worker_cores if s.master == "standalone" else None,
             collector=fair.COLLECTOR, log_level=s.log_level, warmup_batches=s.warmup_batches, spark_conf=dict(s.spark_conf),
-            query_restarts=s.query_restarts, sink_mode=s.sink,
+            query_restarts=s.query_restarts, sink_mode=s.sink, kafka_options=self._kafka_options(ctx),
             jars=[str(j) for j in jvm.jars("spark")],
             work_dir=str(ctx.work_dir), checkpoint_dir=str(ctx.work_dir / "checkpoint"))
         self._checkpoint = ctx.work_dir / "checkpoint"
@@ -233,6 +238,13 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
                    p for p in (str(paths.PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)}
         self.job.start([sys.executable, str(paths.pipelines_dir() / "spark" / "job.py")], ctx.work_dir, cfg,
                        cwd=ctx.work_dir, env=env, run_id=ctx.run_id, load_id=ctx.load_id)
+
+    @staticmethod
+    def _kafka_options(ctx: EngineContext[SparkSettings]) -> dict[str, str]:
+        limit = ctx.settings.max_offsets_per_trigger
+        if limit is None and ctx.scenario.load.mode == "backlog":
+            limit = BACKLOG_MAX_OFFSETS
+        return {"maxOffsetsPerTrigger": str(limit)} if limit is not None else {}
 
     def wait_running(self, timeout_s: float) -> None:
         """Returns once the query has completed its first micro-batch (it then reads the topic)."""

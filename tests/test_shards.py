@@ -1,0 +1,101 @@
+"""Load from many producers: two shards (`harness load --shard 0/2` and `1/2`, one time base, one topic, run at
+the same time) send exactly the single generator's events for the same seed, each partition's records from the
+one shard that owns it in the schedule's order, and their ground truths add up to the single generator's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import HARNESS, ROOT, Svc, classify, consume_topic, scenario_dict
+from harness import groundtruth
+from harness.loadgen.events import EventModel
+from harness.loadgen.generator import Shard
+from harness.run.planning import next_time_base
+from harness.run.shard import shard_skew
+from harness.scenario import parse_scenario
+
+pytestmark = pytest.mark.stack
+
+KEY = ["key", "window_start", "window_end"]
+VALUES = ["cnt", "sum", "min", "max"]
+
+
+def test_shard_parsing_and_ownership() -> None:
+    assert Shard.parse("1/2").partitions(3) == [1] and Shard.parse("0/2").partitions(3) == [0, 2]
+    for bad in ("2/2", "x", "1/0", "-1/2"):
+        with pytest.raises(ValueError):
+            Shard.parse(bad)
+    with pytest.raises(ValueError, match="at most 3 shards"):
+        Shard.parse("3/4").partitions(3)
+
+
+def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
+    data = scenario_dict(name="shards", duration="4s", topic={"partitions": 3},
+                         load={"rate": 500, "keys": 30, "payload_bytes": 120, "heartbeat_interval": "100ms",
+                               "out_of_order": {"fraction": 0.1, "max_delay": "200ms"}, "malformed_fraction": 0.02})
+    scen = parse_scenario(data, "t")
+    path = tmp_path / "shards.yaml"
+    path.write_text(yaml.safe_dump(data))
+    tb = next_time_base(scen, time.time_ns() // 1_000_000 + 6_000)   # both processes start and warm up first
+    topic = f"harness.test-shards.{tb}"
+    procs = [subprocess.Popen([*HARNESS, "load", str(path), "--shard", f"{i}/2", "--topic", topic, "--time-base",
+                               str(tb), "--out", str(tmp_path / f"s{i}")], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={"HARNESS_BOOTSTRAP_SERVERS": svc.bootstrap,
+                                                                       **__import__("os").environ})
+             for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    figures = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert [f["partitions"] for f in figures] == [[0, 2], [1]]
+
+    model = EventModel(scen)
+    n = model.count
+    full = groundtruth.events(scen, model, tb, np.zeros(n, dtype=np.int64), n)
+    assert sum(f["events_sent"] for f in figures) == n == 2000
+    for f in figures:
+        mine = full[full["kafka_partition"].isin(f["partitions"])]
+        assert f["events_sent"] == len(mine) and f["events_acked"] == len(mine) and f["delivery_errors"] == 0
+
+    # the topic, partition by partition in offset order, is the single generator's events in schedule order
+    records = consume_topic(svc.bootstrap, topic, 3)
+    by_part: dict[int, list[bytes | None]] = defaultdict(list)
+    heartbeats: dict[int, int] = defaultdict(int)
+    for p, _off, _key, value in sorted(records, key=lambda r: (r[0], r[1])):
+        if classify(value) == "heartbeat":
+            heartbeats[p] += 1
+        else:
+            by_part[p].append(value)
+    assert all(heartbeats[p] > 0 for p in range(3))
+    for p in range(3):
+        want = full[full["kafka_partition"] == p].sort_values("event_id")
+        got = by_part[p]
+        assert len(got) == len(want), p
+        for value, ev in zip(got, want.itertuples(index=False)):
+            kind = classify(value)
+            name = ("well_formed" if ev.kind in (0, 1) else None)
+            if name == "well_formed":
+                obj = orjson.loads(value)   # type: ignore[arg-type]
+                assert (kind, obj["event_id"], obj["key"], obj["value"], obj["event_time"]) == \
+                    ("well_formed", ev.event_id, ev.key, ev.value, ev.event_time), (p, ev)
+            else:
+                assert kind not in ("well_formed", "heartbeat"), (p, ev, kind)
+
+    # ground truth: the shards' answers add up to the single generator's
+    single = groundtruth.compute(scen, model, tb, np.full(n, tb, dtype=np.int64), n)
+    for answer in ("on_time", "complete"):
+        union = pd.concat([pd.read_csv(tmp_path / f"s{i}" / f"expected_{answer}.csv") for i in range(2)])
+        a = union[KEY + VALUES].sort_values(KEY).reset_index(drop=True)
+        b = single.windows[answer][KEY + VALUES].sort_values(KEY).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    skew = shard_skew(figures, scen)
+    assert skew["skew_ms"] is not None and skew["margin_ms"] == 500 - 200
