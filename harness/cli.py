@@ -287,7 +287,10 @@ def capacity_cmd(
     step: str = typer.Option("20s", help="How long each step offers its rate; its first `warmup` is not judged."),
     start_rate: Optional[float] = typer.Option(None, help="The first step's rate (default: the scenario's load.rate)."),
     max_rate: float = typer.Option(200_000, help="Doubling stops here; the search reports no upper bracket then."),
-    max_steps: int = typer.Option(14, help="At most this many steps per engine."),
+    max_steps: int = typer.Option(20, help="At most this many steps per engine."),
+    confirm: bool = typer.Option(True, help="Run a step that was not sustainable once more at the same rate; the "
+                                 "rate passes when the repeat does (one hiccup on a shared machine does not set "
+                                 "the bracket)."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
     postgres_dsn: Optional[str] = DsnOpt,
     results_dir: Optional[Path] = typer.Option(None, help="Where run folders go (default: results/)."),
@@ -328,7 +331,8 @@ def capacity_cmd(
     hooks = RunHooks(message=lambda m: err.print(f"[dim]·[/] {m}", highlight=False), monitor=monitor,
                      started=started.append)
     opts = CapacityOptions(scenario, engines=names, engine_options=engine_option, step_ms=step_ms,
-                           start_rate=start_rate, max_rate=max_rate, max_steps=max_steps, bootstrap=bootstrap_servers,
+                           start_rate=start_rate, max_rate=max_rate, max_steps=max_steps, confirm=confirm,
+                           bootstrap=bootstrap_servers,
                            dsn=postgres_dsn, results_dir=results_dir)
     try:
         run_capacity(opts, hooks)
@@ -387,7 +391,10 @@ def load_cmd(
                                             "at; every shard of one load needs the same one (default: the next "
                                             "window boundary at least 1.5 s ahead)."),
     out: Optional[Path] = typer.Option(None, help="Write shard.json (figures) and this shard's ground truth "
-                                       "(expected_<answer>.csv) here."),
+                                       "(expected_<answer>.csv) here (with --locust-workers: shard-<i>/ for each, "
+                                       "and Locust's statistics)."),
+    locust_workers: Optional[int] = typer.Option(None, "--locust-workers", min=1, help="Start a headless Locust "
+                                                 "master and N workers here, each worker one shard (i/N) of the load."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
 ) -> None:
     """Send a scenario's load, or one shard of it, to a running broker, on the open-loop schedule; print its
@@ -398,6 +405,7 @@ def load_cmd(
     (`harness stack up`, or --bootstrap-servers).
     """
     import json as _json
+    import time
 
     from harness.loadgen.generator import Shard
     from harness.run.planning import close_horizon_ms, next_time_base
@@ -413,6 +421,12 @@ def load_cmd(
             sh.partitions(scen.topic.partitions)
     except ValueError as exc:
         raise HarnessError(str(exc)) from None
+    if locust_workers is not None and (sh is not None or time_base is not None):
+        raise HarnessError("--locust-workers shards the load itself and picks the time base: leave out --shard "
+                           "and --time-base")
+    if locust_workers is not None and locust_workers > scen.topic.partitions:
+        raise HarnessError(f"--locust-workers {locust_workers}: each worker owns at least one partition, and the "
+                           f"scenario's topic has {scen.topic.partitions}")
     if sh is not None and time_base is None:
         raise HarnessError("--shard needs --time-base: every shard of one load must start its schedule at the same "
                            "instant (epoch ms, e.g. a few seconds from now on a window boundary)")
@@ -423,6 +437,15 @@ def load_cmd(
             raise HarnessError("no broker: start the embedded one with `harness stack up`, or give "
                                "--bootstrap-servers HOST:PORT")
         bootstrap = str(stack.bootstrap)
+    if locust_workers is not None:
+        from harness import paths
+        from harness.run.shard import run_locust
+
+        name = topic or f"harness.load.{scen.name}.locust.{time.time_ns() // 1_000_000}"
+        folder = out or paths.results_dir() / name.replace("harness.", "")
+        res = run_locust(scenario, scen, bootstrap, name, locust_workers, folder, say)
+        sys.stdout.write(_json.dumps(res) + "\n")
+        return
     tb = time_base if time_base is not None else next_time_base(scen)
     name = topic or f"harness.load.{scen.name}.{tb}"
     err.print(f"[dim]·[/] sending {'shard ' + shard + ' of ' if shard else ''}{scen.name} to {name} from {tb}",

@@ -33,7 +33,7 @@ def capacity_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t
               "late": {"fraction": 0.05, "delay": "3s"}})))
     env = {"HARNESS_ENGINE_PATH": os.pathsep.join([str(plugins), str(ROOT / "pipelines")]),
            "PYTHONPATH": str(ROOT)}
-    r = run_cli("capacity", str(scen), "--step", "12s", "--max-steps", "8", "--results-dir", str(tmp / "r"), env=env,
+    r = run_cli("capacity", str(scen), "--step", "12s", "--max-steps", "8", "--no-confirm", "--results-dir", str(tmp / "r"), env=env,
                 timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     [run_dir] = list((tmp / "r").iterdir())
@@ -76,7 +76,7 @@ def test_capacity_report_and_summary(capacity_run: tuple[dict, str, Path]) -> No
     md = (run_dir / "report.md").read_text()
     assert "## Capacity" in md and f"| slow | complete | {slow['sustainable_rate']:,.0f} |" in md
     assert slow["bound_by"] == "engine"
-    assert md.count("| doubling |") + md.count("| bisection |") + md.count("| halving |") == len(slow["steps"])
+    assert sum(md.count(f"| {p} |") for p in ("doubling", "bisection", "halving", "confirmation")) == len(slow["steps"])
     html = (run_dir / "report.html").read_text()
     assert "id='capacity'" in html and "data:image/png;base64," in html
     assert f"slow: sustainable {slow['sustainable_rate']:,.0f} events/s" in output and "closed by the engine" in output

@@ -70,3 +70,29 @@ def test_machine_bound_step_is_the_upper_bracket() -> None:
     verdicts = [(r, "machine-bound" if r > 20_000 else "sustainable") for r in rates]
     b = cap.bracket(verdicts)  # type: ignore[arg-type]
     assert b.low is not None and b.high is not None and b.low <= 20_000 < b.high and b.narrow
+
+
+def test_a_hiccup_below_the_knee_is_confirmed_away() -> None:
+    """The staircase as harness/run/capacity.py drives it: a step that fails is repeated once, and a spurious
+    machine-bound step at 2,000 (its repeat passes) does not cap a knee at 3,000."""
+    knee, hiccups = 3000.0, {2000.0: 1}
+    done: list[tuple[float, cap.StepVerdict]] = []
+    for _ in range(30):
+        if cap.needs_confirmation(done):
+            r = done[-1][0]
+        else:
+            nxt = cap.next_rate(done, start=500, max_rate=200_000)
+            if nxt is None:
+                break
+            r = nxt
+        if hiccups.get(r):
+            hiccups[r] -= 1
+            v: cap.StepVerdict = "machine-bound"
+        else:
+            v = "sustainable" if r <= knee else "not sustainable"
+        done.append((r, v))
+    b = cap.bracket(done)
+    assert b.low is not None and b.high is not None and b.low <= knee < b.high and b.narrow
+    assert done[:5] == [(500, "sustainable"), (1000, "sustainable"), (2000, "machine-bound"), (2000, "sustainable"),
+                        (4000, "not sustainable")] and done[5] == (4000, "not sustainable")
+    assert not cap.needs_confirmation([(100.0, "sustainable")]) and cap.needs_confirmation([(100.0, "machine-bound")])

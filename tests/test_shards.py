@@ -5,6 +5,7 @@ one shard that owns it in the schedule's order, and their ground truths add up t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections import defaultdict
@@ -39,25 +40,16 @@ def test_shard_parsing_and_ownership() -> None:
         Shard.parse("3/4").partitions(3)
 
 
-def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
-    data = scenario_dict(name="shards", duration="4s", topic={"partitions": 3},
-                         load={"rate": 500, "keys": 30, "payload_bytes": 120, "heartbeat_interval": "100ms",
-                               "out_of_order": {"fraction": 0.1, "max_delay": "200ms"}, "malformed_fraction": 0.02})
-    scen = parse_scenario(data, "t")
-    path = tmp_path / "shards.yaml"
-    path.write_text(yaml.safe_dump(data))
-    tb = next_time_base(scen, time.time_ns() // 1_000_000 + 6_000)   # both processes start and warm up first
-    topic = f"harness.test-shards.{tb}"
-    procs = [subprocess.Popen([*HARNESS, "load", str(path), "--shard", f"{i}/2", "--topic", topic, "--time-base",
-                               str(tb), "--out", str(tmp_path / f"s{i}")], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={"HARNESS_BOOTSTRAP_SERVERS": svc.bootstrap,
-                                                                       **__import__("os").environ})
-             for i in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    figures = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
-    assert [f["partitions"] for f in figures] == [[0, 2], [1]]
+DATA = scenario_dict(name="shards", duration="4s", topic={"partitions": 3},
+                     load={"rate": 500, "keys": 30, "payload_bytes": 120, "heartbeat_interval": "100ms",
+                           "out_of_order": {"fraction": 0.1, "max_delay": "200ms"}, "malformed_fraction": 0.02})
 
+
+def check_union(svc: Svc, tb: int, topic: str, figures: list[dict], dirs: list[Path]) -> None:
+    """The topic holds exactly the single generator's events for the seed and time base, each partition's in
+    schedule order, and the shards' ground truths add up to the single generator's."""
+    scen = parse_scenario(DATA, "t")
+    assert sorted(p for f in figures for p in f["partitions"]) == [0, 1, 2]
     model = EventModel(scen)
     n = model.count
     full = groundtruth.events(scen, model, tb, np.zeros(n, dtype=np.int64), n)
@@ -66,7 +58,6 @@ def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> 
         mine = full[full["kafka_partition"].isin(f["partitions"])]
         assert f["events_sent"] == len(mine) and f["events_acked"] == len(mine) and f["delivery_errors"] == 0
 
-    # the topic, partition by partition in offset order, is the single generator's events in schedule order
     records = consume_topic(svc.bootstrap, topic, 3)
     by_part: dict[int, list[bytes | None]] = defaultdict(list)
     heartbeats: dict[int, int] = defaultdict(int)
@@ -82,20 +73,54 @@ def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> 
         assert len(got) == len(want), p
         for value, ev in zip(got, want.itertuples(index=False)):
             kind = classify(value)
-            name = ("well_formed" if ev.kind in (0, 1) else None)
-            if name == "well_formed":
+            if ev.kind in (0, 1):      # normal and out-of-order: well-formed, field for field
                 obj = orjson.loads(value)   # type: ignore[arg-type]
                 assert (kind, obj["event_id"], obj["key"], obj["value"], obj["event_time"]) == \
                     ("well_formed", ev.event_id, ev.key, ev.value, ev.event_time), (p, ev)
             else:
                 assert kind not in ("well_formed", "heartbeat"), (p, ev, kind)
 
-    # ground truth: the shards' answers add up to the single generator's
     single = groundtruth.compute(scen, model, tb, np.full(n, tb, dtype=np.int64), n)
     for answer in ("on_time", "complete"):
-        union = pd.concat([pd.read_csv(tmp_path / f"s{i}" / f"expected_{answer}.csv") for i in range(2)])
+        union = pd.concat([pd.read_csv(d / f"expected_{answer}.csv") for d in dirs])
         a = union[KEY + VALUES].sort_values(KEY).reset_index(drop=True)
         b = single.windows[answer][KEY + VALUES].sort_values(KEY).reset_index(drop=True)
         pd.testing.assert_frame_equal(a, b, check_dtype=False)
     skew = shard_skew(figures, scen)
     assert skew["skew_ms"] is not None and skew["margin_ms"] == 500 - 200
+
+
+def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
+    scen = parse_scenario(DATA, "t")
+    path = tmp_path / "shards.yaml"
+    path.write_text(yaml.safe_dump(DATA))
+    tb = next_time_base(scen, time.time_ns() // 1_000_000 + 6_000)   # both processes start and warm up first
+    topic = f"harness.test-shards.{tb}"
+    env = {**os.environ, "HARNESS_BOOTSTRAP_SERVERS": svc.bootstrap}
+    procs = [subprocess.Popen([*HARNESS, "load", str(path), "--shard", f"{i}/2", "--topic", topic, "--time-base",
+                               str(tb), "--out", str(tmp_path / f"s{i}")], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    figures = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert [f["partitions"] for f in figures] == [[0, 2], [1]] and all(f["nice"] is not None for f in figures)
+    check_union(svc, tb, topic, figures, [tmp_path / "s0", tmp_path / "s1"])
+
+
+def test_locust_with_two_workers_is_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
+    path = tmp_path / "shards.yaml"
+    path.write_text(yaml.safe_dump(DATA))
+    r = subprocess.run([*HARNESS, "load", str(path), "--locust-workers", "2", "--out", str(tmp_path / "locust")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "HARNESS_BOOTSTRAP_SERVERS": svc.bootstrap})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["workers"] == 2 and len(res["shards"]) == 2
+    check_union(svc, res["time_base_ms"], res["topic"], res["shards"],
+                [tmp_path / "locust" / f"shard-{i}" for i in range(2)])
+    # Locust collected one entry per shard: its events as the response length
+    stats = pd.read_csv(tmp_path / "locust" / "locust_stats.csv")
+    shard_rows = stats[stats["Type"] == "shard"]
+    assert sorted(shard_rows["Name"]) == ["0/2", "1/2"] and shard_rows["Request Count"].sum() == 2
+    assert (shard_rows["Failure Count"] == 0).all()

@@ -149,8 +149,11 @@ def size_settings(scenario: Scenario) -> dict[str, object]:
 class LoadGenerator:
     def __init__(self, scenario: Scenario, bootstrap: str, topic: str, *, encoder: Encoder | None = None,
                  model: EventModel | None = None, producer_settings: dict[str, object] | None = None,
-                 shard: Shard | None = None) -> None:
+                 shard: Shard | None = None, cooperative: bool = False) -> None:
         self.s = scenario
+        # cooperative: inside gevent (a Locust worker), where a blocking poll() or flush() would stop every
+        # greenlet: produce() and poll(0) only, and time.sleep, which gevent patches, to wait
+        self.cooperative = cooperative
         self.topic = topic
         self.model = model or EventModel(scenario)
         self.encoder = encoder or JsonEncoder(scenario.load.payload_bytes, scenario.topic.max_message_bytes)
@@ -172,6 +175,11 @@ class LoadGenerator:
     def _poll(self, stats: SendStats, timeout: float = 0.0) -> None:
         self._poll_now_ms = time.time_ns() // 1_000_000
         self._stats = stats
+        if self.cooperative:        # never block in C: sleep is what gevent can switch on
+            self.producer.poll(0)
+            if timeout > 0:
+                time.sleep(timeout)
+            return
         self.producer.poll(timeout)
 
     def _on_event_delivery(self, err: object, msg: object) -> None:
@@ -354,4 +362,9 @@ class LoadGenerator:
         # A backlog's events lie in the past: a heartbeat at the wall clock ahead of them would carry every
         # partition's watermark past the whole load. Event time 0 moves no watermark.
         self._heartbeats(stats, 0 if self.s.load.mode == "backlog" else time.time_ns() // 1_000_000)
-        self.producer.flush(timeout)
+        if not self.cooperative:
+            self.producer.flush(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while len(self.producer) and time.monotonic() < deadline:
+            self._poll(stats, 0.01)

@@ -12,6 +12,10 @@ Definitions (the README's capacity section quotes these):
 - the **search**: doubling from the start rate until a step is not sustainable, then bisection between the
   highest sustainable rate and the lowest rate that was not, until the bracket is narrower than BRACKET_SHARE of
   its lower end. A first step that fails halves downwards instead, to MIN_RATE;
+- **confirmation**: a step that is not sustainable is run once more at the same rate before the search moves
+  on, and the rate passes when the repeat does: on a shared machine one hiccup (a collection in the broker, a
+  burst of engine work) can push one step's send-delay p99 over its bound, and a single such step would
+  otherwise set the bracket;
 - the **sustainable rate** is the bracket's lower end: the highest rate measured sustainable.
 """
 
@@ -94,6 +98,13 @@ def bracket(steps: list[tuple[float, StepVerdict]]) -> Bracket:
     low = max(passed) if passed else None
     above = [r for r, v in steps if v != "sustainable" and (low is None or r > low)]
     return Bracket(low, min(above) if above else None)
+
+
+def needs_confirmation(steps: list[tuple[float, StepVerdict]]) -> bool:
+    """The last step was not sustainable and its rate has not been repeated yet."""
+    if not steps or steps[-1][1] == "sustainable":
+        return False
+    return sum(1 for r, _ in steps if r == steps[-1][0]) == 1
 
 
 def next_rate(steps: list[tuple[float, StepVerdict]], *, start: float, max_rate: float) -> Optional[float]:

@@ -559,7 +559,7 @@ class CapacityStep(Section):
 
     index: int
     rate: float = Field(description="offered events per second")
-    phase: Literal["doubling", "halving", "bisection"]
+    phase: Literal["doubling", "halving", "bisection", "confirmation"]
     time_base_ms: int
     duration_ms: int
     warmup_ms: int

@@ -29,14 +29,13 @@ from harness.metrics import throughput as flow
 from harness.metrics import windows as window_metrics
 from harness.metrics.resources import service_cpu_seconds
 from harness.metrics.stats import percentiles
-from harness.results.document import (CapacityStep, CoresUsed, EngineCapacity, Machine, Percentiles, ResultDocument,
-                                      Services, Versions)
+from harness.results.document import CapacityStep, CoresUsed, EngineCapacity, Machine, Percentiles, ResultDocument
 from harness.run.hooks import RunHooks
 from harness.run.monitor import Monitor
+from harness.run.scenario_run import record_services
 from harness.run.planning import PlannedEngine, close_horizon_ms, new_run_id, next_time_base, plan_engines
 from harness.scenario import ConstantShape, Scenario, load_scenario
 from harness.stack import topics
-from harness.stack.probes import redact
 from harness.stack.services import services
 from harness.storage import clock, sink_tables
 from harness.storage.results import ResultFile, utc_now
@@ -48,7 +47,7 @@ DRAIN_TIMEOUT_S = 120        # a backlog that does not drain by then ends the en
 DEFAULT_STEP_MS = 20_000
 MIN_JUDGED_MS = 6_000        # the shortest span a step's lag slope is fitted over
 DEFAULT_MAX_RATE = 200_000.0
-DEFAULT_MAX_STEPS = 14
+DEFAULT_MAX_STEPS = 20
 
 
 @dataclass
@@ -60,6 +59,7 @@ class CapacityOptions:
     start_rate: float | None = None       # None: the scenario's load.rate
     max_rate: float = DEFAULT_MAX_RATE
     max_steps: int = DEFAULT_MAX_STEPS
+    confirm: bool = True                  # run a step that was not sustainable once more (capacity.py)
     bootstrap: str | None = None
     dsn: str | None = None
     results_dir: Path | None = None
@@ -105,13 +105,7 @@ def run_capacity(opts: CapacityOptions, hooks: RunHooks | None = None) -> Path:
     try:
         with services(opts.bootstrap, opts.dsn, scenario_bootstrap=scenario.services.bootstrap_servers,
                       scenario_dsn=scenario.services.postgres_dsn, progress=hooks.message) as svc:
-            results.doc.services = Services(kafka="external" if "kafka" in svc.external else "embedded",
-                                            bootstrap=svc.bootstrap,
-                                            postgres="external" if "postgres" in svc.external else "embedded",
-                                            postgres_dsn=redact(svc.dsn))
-            results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned],
-                                                                              bootstrap=svc.bootstrap))
-            results.save()
+            record_services(results, svc, planned)
             for p in planned:
                 EngineStaircase(p, scenario, opts, svc.bootstrap, svc.dsn, run_id=run_id, results=results,
                                 hooks=hooks, service_pids=svc.service_pids).run()
@@ -234,16 +228,19 @@ class EngineStaircase:
         start = self.opts.start_rate or self.scenario.load.rate
         done: list[tuple[float, cap.StepVerdict]] = []
         while len(done) < self.opts.max_steps:
-            rate = cap.next_rate(done, start=start, max_rate=self.opts.max_rate)
-            if rate is None:
-                break
             b = cap.bracket(done)
-            phase = "doubling" if b.high is None else "halving" if b.low is None else "bisection"
+            if self.opts.confirm and cap.needs_confirmation(done):
+                rate, phase = done[-1][0], "confirmation"
+            else:
+                nxt = cap.next_rate(done, start=start, max_rate=self.opts.max_rate)
+                if nxt is None:
+                    break
+                rate, phase = nxt, "doubling" if b.high is None else "halving" if b.low is None else "bisection"
             step = self._step(len(done), rate, phase)
             done.append((rate, step.verdict))
             b = cap.bracket(done)
             self.entry.sustainable_rate, self.entry.bracket_high, self.entry.bracket_narrow = b.low, b.high, b.narrow
-            top = next((v for r, v in done if r == b.high), None)
+            top = next((v for r, v in reversed(done) if r == b.high), None)
             self.entry.bound_by = None if top is None else "machine" if top == "machine-bound" else "engine"
             self.results.save()
             self.hooks.message(f"{self.name}: step {step.index + 1} at {rate:,.0f} events/s: {step.verdict} "

@@ -12,10 +12,10 @@ from harness.run import memory_budget
 from harness.run.hooks import RunHooks, RunOptions
 from harness.run.load import run_load
 from harness.run.phases import EngineRun
-from harness.run.planning import new_run_id, plan_engines
+from harness.run.planning import PlannedEngine, new_run_id, plan_engines
 from harness.scenario import load_scenario
 from harness.stack.probes import redact
-from harness.stack.services import services
+from harness.stack.services import Services as StackServices, services
 from harness.results.document import Machine, ResultDocument, Services, Versions
 from harness.storage.results import ResultFile, utc_now
 
@@ -42,13 +42,7 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     try:
         with services(opts.bootstrap, opts.dsn, scenario_bootstrap=scenario.services.bootstrap_servers,
                       scenario_dsn=scenario.services.postgres_dsn, progress=hooks.message) as svc:
-            results.doc.services = Services(kafka="external" if "kafka" in svc.external else "embedded",
-                                            bootstrap=svc.bootstrap,
-                                            postgres="external" if "postgres" in svc.external else "embedded",
-                                            postgres_dsn=redact(svc.dsn))
-            results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned],
-                                                                              bootstrap=svc.bootstrap))
-            results.save()
+            record_services(results, svc, planned)
             if not planned:
                 run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,
                          repeat=0, results=results, hooks=hooks)
@@ -81,3 +75,14 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     if status == "failed":
         raise HarnessError(f"run {run_id} finished with failures: {error}; results in {run_dir}", exit_code=EXIT_FAILED)
     return run_dir
+
+
+def record_services(results: ResultFile, svc: StackServices, planned: list[PlannedEngine]) -> None:
+    """Which services the run used (addresses, the password redacted) and every version, saved at once."""
+    results.doc.services = Services(kafka="external" if "kafka" in svc.external else "embedded",
+                                    bootstrap=svc.bootstrap,
+                                    postgres="external" if "postgres" in svc.external else "embedded",
+                                    postgres_dsn=redact(svc.dsn))
+    results.doc.versions = Versions.model_validate(environment.versions(svc.dsn, [p.cls for p in planned],
+                                                                      bootstrap=svc.bootstrap))
+    results.save()

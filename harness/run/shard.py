@@ -22,6 +22,7 @@ from harness.errors import EXIT_FAILED, HarnessError
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import LoadGenerator, SendStats, Shard
 from harness.loadgen.process import raise_priority
+from harness.run.planning import close_horizon_ms
 from harness.scenario import Scenario
 from harness.stack import topics
 from harness.stack.probes import kafka_conf
@@ -62,13 +63,13 @@ def summary(stats: SendStats, shard: Shard | None, owned: list[int], topic: str)
 
 def run_shard(scenario: Scenario, bootstrap: str, topic: str, time_base_ms: int, shard: Shard | None, *,
               heartbeat_until_ms: int | None, out: Path | None,
-              progress: Callable[[SendStats], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[SendStats], None] | None = None, cooperative: bool = False) -> dict[str, Any]:
     """Send this shard's events (every event when shard is None) from time_base_ms; returns its figures and, with
     `out`, writes them (shard.json) and its ground truth (expected_<answer>.csv) there."""
     ensure_topic(bootstrap, topic, scenario)
     model = EventModel(scenario)
     nice = raise_priority()                       # before the producer starts its threads
-    gen = LoadGenerator(scenario, bootstrap, topic, model=model, shard=shard)
+    gen = LoadGenerator(scenario, bootstrap, topic, model=model, shard=shard, cooperative=cooperative)
     gen.nice = nice
     gen.warm_up()
     if time.time_ns() // 1_000_000 > time_base_ms + 1000:
@@ -103,3 +104,69 @@ def shard_skew(shards: list[dict[str, Any]], scenario: Scenario) -> dict[str, An
     skew = max(worst) if worst else None
     return {"skew_ms": skew, "margin_ms": margin,
             "near_margin": skew is not None and skew >= SKEW_NEAR * margin}
+
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadgen" / "locustfile.py"
+LOCUST_START_S = 12      # the workers start, import and connect before the shared time base
+
+
+def run_locust(scenario_path: Path, scenario: Scenario, bootstrap: str, topic: str, workers: int, out: Path,
+               say: Callable[[str], None]) -> dict[str, Any]:
+    """A headless Locust master and `workers` workers here, each worker one shard of the load; returns every
+    shard's figures, the skew between them and Locust's own statistics (out/locust_stats.csv)."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.run.planning import next_time_base
+    from harness.stack import net, processes
+
+    ensure_topic(bootstrap, topic, scenario)
+    tb = next_time_base(scenario, time.time_ns() // 1_000_000 + LOCUST_START_S * 1000)
+    # users that are still sending when it elapses are waited for (--stop-timeout)
+    run_s = int((tb - time.time_ns() // 1_000_000) / 1000 + close_horizon_ms(scenario) / 1000 + 5)
+    port = net.free_port()
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HARNESS_LOCUST_SCENARIO": str(Path(scenario_path).resolve()), "HARNESS_LOCUST_TOPIC": topic,
+           "HARNESS_LOCUST_TIME_BASE": str(tb), "HARNESS_LOCUST_SHARDS": str(workers),
+           "HARNESS_BOOTSTRAP_SERVERS": bootstrap, "HARNESS_LOCUST_OUT": str(out)}
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    master_cmd = [*base, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                  "--expect-workers", str(workers), "-u", str(workers), "-r", str(workers), "--run-time", f"{run_s}s",
+                  "--stop-timeout", "30", "--csv", str(out / "locust"), "--only-summary"]
+    worker_cmd = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    say(f"locust: a master and {workers} workers, one shard each, sending from {tb} (run time {run_s} s)")
+    procs: list[subprocess.Popen[str]] = []
+    logs = [open(out / f"locust-{name}.log", "w") for name in ["master", *[f"worker-{i}" for i in range(workers)]]]
+    try:
+        for cmd, log in zip([master_cmd, *[worker_cmd] * workers], logs):
+            p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+            processes.register(p.pid, "locust", topic=topic)
+            procs.append(p)
+        code = procs[0].wait(timeout=run_s + 120)
+        for p in procs[1:]:
+            p.wait(timeout=30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            processes.unregister(p.pid)
+        for log in logs:
+            log.close()
+    shards = []
+    for i in range(workers):
+        f = out / f"shard-{i}" / "shard.json"
+        if not f.is_file():
+            raise HarnessError(f"locust worker {i} wrote no figures; see {out / f'locust-worker-{i}.log'}",
+                               exit_code=EXIT_FAILED)
+        shards.append(json.loads(f.read_text()))
+    if code != 0:
+        raise HarnessError(f"the locust master exited with {code}; see {out / 'locust-master.log'}",
+                           exit_code=EXIT_FAILED)
+    return {"topic": topic, "time_base_ms": tb, "workers": workers, "shards": shards,
+            "skew": shard_skew(shards, scenario), "locust_stats": str(out / "locust_stats.csv")}
+
