@@ -43,6 +43,15 @@ def test_drain_figures() -> None:
     assert never["drain_s"] is None and never["events_per_s"] is None and never["cpu_seconds_per_million"] is None
 
 
+def test_drained_counts_only_what_the_topic_held_at_the_start() -> None:
+    first = {"end_offsets": 10_000, "lag": 10_000}
+    assert not backlog.drained({"end_offsets": 10_000, "lag": 5_000}, first, 100)
+    # 600 heartbeats arrived since: the engine read all 10,000 it was given, and the lag still shows the new ones
+    assert backlog.drained({"end_offsets": 10_600, "lag": 600}, first, 100)
+    assert backlog.drained({"end_offsets": 10_000, "lag": 90}, first, 100)          # within the noise
+    assert not backlog.drained({"end_offsets": 10_000, "lag": None}, first, 100)
+
+
 def test_backlog_time_base_puts_every_window_closed_in_the_past() -> None:
     s = parse_scenario(scenario_dict(load={"rate": 100, "mode": "backlog"}), "t")
     now = 1_796_000_123_456
@@ -100,6 +109,7 @@ def test_backlog_is_exact_on_every_engine_and_measured(backlog_run: tuple[dict, 
         # event times lie in the past: every window had closed on the wall clock before the fill began
         assert load["time_base_ms"] + 6000 < load["generator"]["first_handoff_ms"]
     batch = next(e for e in doc["engines"] if e["engine"] == "batch")
+    assert batch["backlog"]["drain_s"] <= batch["backlog"]["answer_s"] + 5   # its one run read what was there
     # one run at start computed everything (the next would be an hour later)
     assert batch["engine_metrics"]["runs"] == 1 and batch["engine_metrics"]["records_in"] > 6000
     lat = batch["backlog"]["modelled_latency_ms"]

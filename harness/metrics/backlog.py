@@ -2,9 +2,10 @@
 scheduled run of an interval (batch) job costs, with the latency that schedule gives.
 
 Definitions (the README's backlog section quotes these):
-- drain time: from the engine running (its wait_running returned) to the first sample whose lag is within the
-  lag's sampling noise (keeping_up.LAG_NOISE_RECORDS or LAG_NOISE_SECONDS of the scenario's rate): the engine
-  has read what the topic held;
+- drain time: from the engine running (its wait_running returned) to the first sample at which the engine has
+  read every record the topic held at its first sample, within the lag's sampling noise
+  (keeping_up.LAG_NOISE_RECORDS or LAG_NOISE_SECONDS of the scenario's rate). Records that arrive meanwhile
+  (heartbeats) do not count: an interval job reads them only at its next run;
 - answer time: from the engine running to its final answer (every promised window holds its value);
 - events per second: the load's events over the drain time; per core: that over the cores the engine used
   meanwhile (its CPU seconds over the drain, from its cgroup where it has one);
@@ -27,8 +28,16 @@ from harness.metrics.stats import percentiles
 
 
 def drain_allowance(rate: float) -> float:
-    """Records the lag may still show when the topic counts as drained: heartbeats keep arriving."""
+    """Records an engine may still be short of what the topic held and count as having drained it."""
     return max(keeping_up.LAG_NOISE_RECORDS, keeping_up.LAG_NOISE_SECONDS * rate)
+
+
+def drained(row: dict[str, Any], first: dict[str, Any], rate: float) -> bool:
+    """Whether, at `row`, the engine has read what the topic held at the run's first sample `first`: its read
+    position (the topic's end offsets less its lag) is within the allowance of those end offsets."""
+    if row.get("lag") is None or row.get("end_offsets") is None or first.get("end_offsets") is None:
+        return False
+    return row["end_offsets"] - row["lag"] >= first["end_offsets"] - drain_allowance(rate)
 
 
 def drain(rows: list[dict[str, Any]], *, running_ms: int, drained_ms: Optional[int], answer_ms: Optional[int],

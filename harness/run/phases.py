@@ -152,8 +152,8 @@ class EngineRun:
             deadline_ms = now_ms() + BACKLOG_DRAIN_TIMEOUT_MS
         while True:
             row = self.monitor.sample()
-            if self.load.backlog and self.drained_ms is None and row["lag"] is not None \
-                    and row["lag"] <= backlog.drain_allowance(self.scenario.load.rate):
+            if self.load.backlog and self.drained_ms is None and backlog.drained(
+                    row, self.monitor.rows[0], self.scenario.load.rate):
                 self.drained_ms = row["wall_ms"]
                 self.hooks.message(f"{self.name}: drained the backlog in "
                                    f"{(self.drained_ms - self.running_ms) / 1000:.1f} s")
