@@ -126,4 +126,5 @@ def test_kill_worker_skips_say_why_per_engine_and_mode() -> None:
     assert "mode mini" in (why("flink") or "")
     assert "checkpoint_interval" in (why("flink", mode="session") or "")
     assert why("flink", mode="session", checkpoint_interval="2s") is None
-    assert "driver's JVM" in (why("spark") or "") and "not built yet" in (why("spark", master="standalone") or "")
+    assert "driver's JVM" in (why("spark") or "") and why("spark", master="standalone") is None
+    assert "remote cluster" in (why("spark", master="spark://elsewhere:7077") or "")

@@ -50,10 +50,19 @@ def test_engine_that_cannot_run_is_skipped_with_reason(stack_dir: Path, tmp_path
     assert "allowed lateness" in doc["engines"][0]["reason"] and "allowed lateness" in doc["engines"][1]["reason"]
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def _engine_processes(run_id_part: str) -> list[list[str]]:
+    return [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if run_id_part in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("sig,code,mid_restart", [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, False),
+                                                  (signal.SIGTERM, 143, True)],
+                         ids=["ctrl-c", "sigterm", "sigterm-mid-restart"])
 def test_interrupt_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp_path: Path, sig: int,
-                                                            code: int) -> None:
-    scen = _file(tmp_path, name="interrupted", duration="60s")
+                                                            code: int, mid_restart: bool) -> None:
+    # mid_restart: a kill_job fault at +2 s whose restart is 30 s away; the signal comes while the engine is down
+    faults = ([{"kind": "kill_job", "at": "2s", "restart_after": "30s", "restart_policy": "earliest"}] if mid_restart
+              else None)
+    scen = _file(tmp_path, name="interrupted", duration="60s", **({"faults": faults} if faults else {}))
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scen), "--engines", "baseline",
                              "--results-dir", str(tmp_path / "r")], cwd=ROOT, env=os.environ.copy(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -75,6 +84,12 @@ def test_interrupt_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp
                 break
             time.sleep(0.1)
         assert status.get("records_in", 0) >= 600, (status, proc.poll())
+        if mid_restart:          # the job killed: none of the run's processes is left but the harness itself
+            run_id = found[0].parent.parent.parent.name
+            while time.monotonic() < deadline and _engine_processes(run_id):
+                time.sleep(0.1)
+            assert not _engine_processes(run_id) and proc.poll() is None
+            time.sleep(0.5)
     except BaseException:
         proc.terminate()  # never leave the run going: SIGTERM stops its engine too
         try:
@@ -91,7 +106,10 @@ def test_interrupt_keeps_measurements_and_leaves_no_process(stack_dir: Path, tmp
     [e] = doc["engines"]
     assert e["status"] == "interrupted" and e["timeseries"], e.keys()
     assert any(r["records_in"] for r in e["timeseries"])
+    if mid_restart:
+        [f] = e["faults"]
+        assert f["fired_at_ms"] and f["killed_pids"] and f["restarted_at_ms"] is None, f
+        assert "ended before the restart" in (f["detail"] or ""), f
     report = result.parent / "report.html"  # an interrupted run still gets its report, marked incomplete
     assert report.exists() and "INCOMPLETE" in report.read_text()
-    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if doc["run_id"] in " ".join(p.info["cmdline"] or [])]
-    assert not left
+    assert not _engine_processes(doc["run_id"])

@@ -14,12 +14,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 from harness import paths
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.stack import jvm, net, processes
 
 MASTER = "org.apache.spark.deploy.master.Master"
 WORKER = "org.apache.spark.deploy.worker.Worker"
+EXECUTOR = "org.apache.spark.executor.CoarseGrainedExecutorBackend"
 
 
 def spark_home() -> Path:
@@ -100,6 +103,24 @@ class StandaloneCluster:
 
     def pids(self) -> list[int]:
         return processes.pids_from_files(self.pid_dir)
+
+    def executor_pids(self) -> list[int]:
+        """The Worker's executor JVMs (CoarseGrainedExecutorBackend), the processes a lost machine takes along."""
+        out = []
+        for proc in processes.with_children(self.pids()):
+            try:
+                if EXECUTOR in " ".join(proc.cmdline()):
+                    out.append(proc.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return out
+
+    def kill_executors(self) -> list[int]:
+        """SIGKILL every executor of the Worker (and its Python workers) at once; the Worker stays, and the
+        Master asks it for a replacement, as a standalone cluster does when an executor is lost."""
+        pids = self.executor_pids()
+        processes.kill_all(processes.with_children(pids), timeout=10)
+        return pids
 
     def stop(self) -> None:
         # spark-daemon.sh stop sends SIGTERM and deletes the PID file without waiting: take the processes (and

@@ -142,6 +142,8 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
         self.ctx: EngineContext | None = None
         self.cluster: Any = None
         self._checkpoint: Path | None = None   # where the running query keeps its checkpoint
+        self._worker_kills: list[dict[str, Any]] = []   # kill_worker: what was killed and how the query went on
+        self._worker_kill: dict[str, Any] = {}
 
     def restart_skip(self, policy: str, settings: Any) -> str | None:
         if local_cores(settings.master) is None:
@@ -150,12 +152,48 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
         return super().restart_skip(policy, settings)
 
     def worker_skip(self, settings: Any) -> str | None:
-        """kill_worker: not built for Spark yet (WorkerFaults); said per master so the reason is the real one."""
+        """kill_worker (WorkerFaults): the executor of the standalone cluster the harness starts."""
         if local_cores(settings.master) is not None:
             return (f"master {settings.master}: the executors run inside the driver's JVM, with no separate worker "
-                    "(kill_job kills it)")
-        return ("killing a Spark executor (the Worker's CoarseGrainedExecutorBackend, which the Master replaces) is "
-                "not built yet")
+                    "(kill_job kills it); use master: standalone")
+        if settings.master != "standalone":
+            return f"master {settings.master}: the harness does not manage a remote cluster's executors"
+        return None
+
+    def kill_worker(self) -> list[int]:
+        assert self.cluster is not None
+        st = self._status()
+        self._worker_kill = {"killed_at_ms": time.time_ns() // 1_000_000, "batches_before": st.get("batches", 0),
+                             "executors_before": list(st.get("executors") or [])}
+        killed = self.cluster.kill_executors()
+        self._worker_kill["pids"] = killed
+        self._worker_kills.append(self._worker_kill)
+        return killed
+
+    replaces_workers_itself = True      # kill_worker: restart_after does not apply
+
+    def replace_worker(self) -> str:
+        # a standalone Master replaces a lost executor itself: the harness starts nothing
+        return "no replacement started by the harness: the standalone Master asks the Worker for a new executor"
+
+    def wait_recovered(self, timeout_s: float) -> None:
+        """Until a new executor runs and the query has completed a batch since the kill."""
+        assert self.cluster is not None
+        kill = self._worker_kill
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise HarnessError("the Spark job exited after its executor was killed; last lines of its log:\n"
+                                   f"{processes.tail(self.job.log_file, 25)}", exit_code=EXIT_FAILED)
+            fresh = [p for p in self.cluster.executor_pids() if p not in kill["pids"]]
+            st = self._status()
+            if fresh and st.get("batches", 0) > kill["batches_before"]:
+                kill.update(new_executor_pids=fresh, recovered_at_ms=time.time_ns() // 1_000_000,
+                            batches_after=st.get("batches"))
+                return
+            time.sleep(0.25)
+        raise HarnessError(f"the Spark query did not complete a batch on a new executor within {timeout_s:.0f} s of "
+                           "the kill", exit_code=EXIT_FAILED)
 
     restart_from_offsets = True
 
@@ -327,6 +365,8 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
                 "num_rows_dropped_by_watermark", "sink", "offsets", "latest_offsets", "master", "executors",
                 "restarts", "error")
         out = {k: st.get(k) for k in keep if k in st}
+        if self._worker_kills:
+            out["worker_kills"] = self._worker_kills
         out["notes"] = {
             "num_rows_dropped_by_watermark": "Spark's own late-row counter: rows dropped by the stateful "
                                              "operator, counted after the window expansion and partial "
