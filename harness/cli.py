@@ -228,6 +228,12 @@ def run_cmd(
                                  "topic first, as fast as the generator can, with event times in the past, then "
                                  "start the engine and measure how fast it drains it (the batch job: one run over "
                                  "the whole load). Refused with late data or faults."),
+    load: str = typer.Option("generator", "--load", help="Who sends the load: generator (one process at nice -10) "
+                             "or locust (a headless Locust master and --locust-workers workers here, each one "
+                             "shard of the same load; their figures and the skew between them are in the "
+                             "result)."),
+    locust_workers: int = typer.Option(2, "--locust-workers", min=1, help="With --load locust: the workers, at "
+                                       "most the topic's partitions."),
     bootstrap_servers: Optional[str] = BootstrapOpt,
     postgres_dsn: Optional[str] = DsnOpt,
     results_dir: Optional[Path] = typer.Option(None, help="Where run folders go (default: results/)."),
@@ -266,7 +272,8 @@ def run_cmd(
         hooks = RunHooks(message=lambda m: prog.console.print(f"[dim]·[/] {m}", highlight=False), sending=sending,
                          monitor=monitor, started=started.append)
         opts = RunOptions(scenario, bootstrap_servers, postgres_dsn, results_dir, engines=names,
-                          engine_options=engine_option, repeat=repeat, backlog=backlog)
+                          engine_options=engine_option, repeat=repeat, backlog=backlog, load=load,
+                          locust_workers=locust_workers)
         try:
             run_dir = run(opts, hooks)
         finally:
@@ -439,7 +446,7 @@ def load_cmd(
         bootstrap = str(stack.bootstrap)
     if locust_workers is not None:
         from harness import paths
-        from harness.run.shard import run_locust
+        from harness.run.locust_load import run_locust
 
         name = topic or f"harness.load.{scen.name}.locust.{time.time_ns() // 1_000_000}"
         folder = out or paths.results_dir() / name.replace("harness.", "")
@@ -709,7 +716,8 @@ def bench_engines(
                     hooks=RunHooks(message=lambda m: err.print(f"[dim]·[/] {m}", highlight=False)))
     out.print(f"generator ceiling: {res['generator_ceiling_eps']:,.0f} events/s (unpaced, this machine)")
     table = Table(title=f"engines on {scenario} (ratios to {res['floor'] or 'no floor engine'})")
-    for col in ("engine", "sustainable events/s", "closed by", "ratio", "backlog events/s", "per core", "ratio"):
+    for col in ("engine", "sustainable events/s", "closed by", "ratio", "backlog events/s", "per core", "ratio",
+                "backlog exact"):
         table.add_column(col)
 
     def f(v: Any, fmt: str = ",.0f") -> str:
@@ -717,7 +725,8 @@ def bench_engines(
 
     for name, r in res["engines"].items():
         table.add_row(name, f(r.get("sustainable_eps")), r.get("bound_by") or "-", f(r.get("sustainable_eps_ratio"), ".2f"),
-                      f(r.get("drain_eps")), f(r.get("drain_eps_per_core")), f(r.get("drain_eps_per_core_ratio"), ".2f"))
+                      f(r.get("drain_eps")), f(r.get("drain_eps_per_core")), f(r.get("drain_eps_per_core_ratio"), ".2f"),
+                      r.get("backlog_exact") or "-")
     out.print(table)
     path = folder / f"bench-engines-{time.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(res, indent=2))

@@ -14,16 +14,18 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
-from conftest import HARNESS, ROOT, Svc, classify, consume_topic, scenario_dict
+from conftest import HARNESS, ROOT, Svc, assert_complete_and_exact, classify, consume_topic, run_cli, scenario_dict
 from harness import groundtruth
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import Shard
 from harness.run.planning import next_time_base
 from harness.run.shard import shard_skew
 from harness.scenario import parse_scenario
+from harness.stack import processes
 
 pytestmark = pytest.mark.stack
 
@@ -108,19 +110,45 @@ def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> 
     check_union(svc, tb, topic, figures, [tmp_path / "s0", tmp_path / "s1"])
 
 
-def test_locust_with_two_workers_is_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
+def test_run_with_locust_workers_is_the_single_generators_load(svc: Svc, tmp_path: Path) -> None:
+    """`harness run --load locust --locust-workers 2`: the topic holds exactly the single generator's load, the
+    engine's answer is exact against the merged ground truth, and each worker's figures are in the result."""
     path = tmp_path / "shards.yaml"
-    path.write_text(yaml.safe_dump(DATA))
-    r = subprocess.run([*HARNESS, "load", str(path), "--locust-workers", "2", "--out", str(tmp_path / "locust")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=180,
-                       env={**os.environ, "HARNESS_BOOTSTRAP_SERVERS": svc.bootstrap})
+    path.write_text(yaml.safe_dump({**DATA, "engines": {"baseline": {}}}))
+    r = run_cli("run", str(path), "--load", "locust", "--locust-workers", "2", "--results-dir", str(tmp_path / "r"),
+                timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["workers"] == 2 and len(res["shards"]) == 2
-    check_union(svc, res["time_base_ms"], res["topic"], res["shards"],
-                [tmp_path / "locust" / f"shard-{i}" for i in range(2)])
+    [run_dir] = list((tmp_path / "r").iterdir())
+    doc = json.loads((run_dir / "result.json").read_text())
+    [e] = doc["engines"]
+    assert_complete_and_exact(e)
+    [load] = doc["loads"]
+    sh = load["shards"]
+    assert sh["via"] == "locust" and sh["workers"] == 2 and [s["shard"] for s in sh["shards"]] == ["0/2", "1/2"]
+    assert sh["skew_ms"] is not None and sh["margin_ms"] == 300
+    g = load["generator"]
+    assert g["events_sent"] == g["events_acked"] == sum(s["events_sent"] for s in sh["shards"]) == 2000
+    assert g["send_delay_ms"]["count"] == 2000 and not g["interrupted"]
+    locust = run_dir / "raw" / load["load_id"] / "locust"
+    check_union(svc, load["time_base_ms"], load["topic"], sh["shards"], [locust / f"shard-{i}" for i in range(2)])
     # Locust collected one entry per shard: its events as the response length
-    stats = pd.read_csv(tmp_path / "locust" / "locust_stats.csv")
+    stats = pd.read_csv(locust / "locust_stats.csv")
     shard_rows = stats[stats["Type"] == "shard"]
     assert sorted(shard_rows["Name"]) == ["0/2", "1/2"] and shard_rows["Request Count"].sum() == 2
     assert (shard_rows["Failure Count"] == 0).all()
+    html = (run_dir / "report.html").read_text()     # the Loads table: who sent the load, and the skew
+    assert "Locust, 2 workers (skew" in html
+    assert not [p for p in processes.registered() if "locust" in p["what"] and p["alive"]]
+    left = [q.pid for q in psutil.process_iter(["cmdline"]) if "locust" in " ".join(q.info["cmdline"] or [])
+            and "locustfile" in " ".join(q.info["cmdline"] or [])]
+    assert not left, left
+
+
+def test_locust_workers_beyond_the_partitions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "shards.yaml"
+    path.write_text(yaml.safe_dump({**DATA, "engines": {"baseline": {}}}))
+    r = run_cli("run", str(path), "--load", "locust", "--locust-workers", "4", "--results-dir", str(tmp_path / "r"))
+    assert r.returncode == 2 and "allowed: 1..3" in r.stderr, r.stderr
+    r = run_cli("run", str(path), "--load", "many", "--results-dir", str(tmp_path / "r"))
+    assert r.returncode == 2 and "allowed: generator" in r.stderr, r.stderr
+    assert not (tmp_path / "r").exists()

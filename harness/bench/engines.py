@@ -68,6 +68,9 @@ def run_bench(scenario_path: Path, *, engines: list[str] | None, backlog_events:
         if e.backlog is not None:
             rows.setdefault(e.engine, {})["drain_eps_per_core"] = e.backlog.events_per_s_per_core
             rows[e.engine]["drain_eps"] = e.backlog.events_per_s
+            c = e.windows.correctness if e.windows is not None else None
+            # a drain rate is only worth its answer: an inexact one is shown as such, never dropped
+            rows[e.engine]["backlog_exact"] = None if c is None else f"{c.exact}/{c.expected}"
         if e.role == "floor":
             floor = floor or e.engine
     ref = rows.get(floor or "", {})

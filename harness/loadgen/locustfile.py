@@ -7,8 +7,10 @@ Inside gevent the generator is cooperative, produce() and poll(0) only, never a 
 Configured by environment (`harness load --locust-workers N` sets it; on several machines set it yourself and
 start `locust -f harness/loadgen/locustfile.py --master` and one `--worker` per machine, docs/cluster.md):
 HARNESS_LOCUST_SCENARIO (a scenario file), HARNESS_LOCUST_TOPIC, HARNESS_LOCUST_TIME_BASE (epoch ms, shared),
-HARNESS_LOCUST_SHARDS (N: one user per worker, the worker's index is its shard), HARNESS_BOOTSTRAP_SERVERS, and
-HARNESS_LOCUST_OUT (each shard writes shard-<i>/shard.json and its ground truth there).
+HARNESS_LOCUST_HEARTBEAT_UNTIL (epoch ms; default: the last window's close), HARNESS_LOCUST_SHARDS (N: one user
+per worker, the worker's index is its shard), HARNESS_BOOTSTRAP_SERVERS, and HARNESS_LOCUST_OUT (each shard
+writes shard-<i>/shard.json, its ground truth and its figures for the harness there: ShardFiles; a file
+shard-<i>/stop ends its heartbeats, and so does the end of HARNESS_LOCUST_PARENT_PID, the harness that started it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from locust.runners import WorkerRunner
 
 from harness.loadgen.generator import Shard
 from harness.run.planning import close_horizon_ms
-from harness.run.shard import run_shard
+from harness.run.shard import ShardFiles, run_shard
 from harness.scenario import load_scenario
 
 
@@ -40,11 +42,15 @@ class ShardUser(User):
         scenario = load_scenario(os.environ["HARNESS_LOCUST_SCENARIO"])
         tb = int(os.environ["HARNESS_LOCUST_TIME_BASE"])
         out = Path(os.environ["HARNESS_LOCUST_OUT"]) / f"shard-{index}"
+        until = int(os.environ.get("HARNESS_LOCUST_HEARTBEAT_UNTIL") or tb + close_horizon_ms(scenario))
+        out.mkdir(parents=True, exist_ok=True)
+        parent = int(os.environ.get("HARNESS_LOCUST_PARENT_PID") or 0) or None
         try:
             fig = run_shard(scenario, os.environ["HARNESS_BOOTSTRAP_SERVERS"], os.environ["HARNESS_LOCUST_TOPIC"], tb,
-                            Shard(index, count), heartbeat_until_ms=tb + close_horizon_ms(scenario), out=out,
-                            cooperative=True)
-        except Exception as exc:  # reported to the master like a failed request
+                            Shard(index, count), heartbeat_until_ms=until, out=out, cooperative=True,
+                            files=ShardFiles(out, parent_pid=parent))
+        except Exception as exc:  # reported to the master like a failed request, and to the harness
+            ShardFiles(out).write(ShardFiles(out).error, f"{type(exc).__name__}: {exc}".encode())
             events.request.fire(request_type="shard", name=f"{index}/{count}", response_time=0, response_length=0,
                                 exception=exc, context={})
             raise StopUser() from exc

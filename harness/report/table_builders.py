@@ -646,13 +646,18 @@ def scenario_yaml(run: RunData) -> str:
 
 
 def loads(run: RunData) -> Table:
-    t = Table(["load", "engine", "sent / scheduled", "acked", "rate (events/s)", "send delay p99 (ms)",
+    t = Table(["load", "engine", "sent by", "sent / scheduled", "acked", "rate (events/s)", "send delay p99 (ms)",
                "ack latency p99 (ms)", "windows on time / complete", "late", "malformed"])
     for ld in run.loads.values():
         g, gt = ld.generator, ld.ground_truth
         kinds = gt.events_by_kind      # by event kind, as the generator names them
+        sh = ld.shards
+        # a skew near the margin can turn one shard's on-time events late in a max-watermark engine (Spark)
+        by = Cell("one generator") if sh is None else Cell(
+            f"Locust, {sh.workers} workers (skew {fmt(num(sh.skew_ms), '', 1)} ms of {sh.margin_ms} ms margin)",
+            "bad" if sh.near_margin else "")
         t.rows.append(Row(ld.load_id, [
-            Cell(f"{ld.engine or 'none'} #{ld.repeat}"),
+            Cell(f"{ld.engine or 'none'} #{ld.repeat}"), by,
             Cell(f"{g.events_sent} / {g.events_scheduled}", "bad" if g.events_sent != g.events_scheduled else ""),
             Cell(str(g.events_acked), "bad" if g.delivery_errors > g.refused_too_large else ""),
             Cell(fmt(num(g.achieved_rate_eps), "", 1)),

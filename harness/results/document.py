@@ -212,6 +212,30 @@ class LoadSeries(Section):
     acked_per_second: dict[int, int] = Field(default_factory=dict)
 
 
+class ShardFigures(Section):
+    shard: str = Field(description="i/N")
+    partitions: list[int]
+    events_sent: int
+    events_acked: int
+    delivery_errors: int = 0
+    heartbeats_sent: int = 0
+    achieved_rate_eps: Optional[float] = None
+    send_delay_ms: Percentiles = Field(description="hand-off minus intended time, this shard's events")
+
+
+class ShardedLoad(Section):
+    """A load sent by many producers (`harness run --load locust`): each one shard of it."""
+
+    via: Literal["locust"] = "locust"
+    workers: int
+    shards: list[ShardFigures]
+    skew_ms: Optional[float] = Field(None, description="how far one shard can have run behind another: the "
+                                     "largest send delay of any shard")
+    margin_ms: int = Field(description="the watermark delay minus the out-of-order delay: a skew beyond it turns "
+                           "on-time events late in an engine whose watermark is the maximum over partitions (Spark)")
+    near_margin: bool = Field(description="the skew reached 80% of the margin")
+
+
 class LoadResult(Section):
     load_id: str
     engine: Optional[str] = Field(None, description="the engine that read this load; None for a load-only pass")
@@ -221,6 +245,8 @@ class LoadResult(Section):
     time_base_ms: Optional[int] = Field(None, description="epoch ms of the schedule's time 0 (a window boundary)")
     encoder: str
     generator: GeneratorStats
+    shards: Optional[ShardedLoad] = Field(None, description="--load locust: each producer's figures and the skew "
+                                          "between them; `generator` holds their union")
     ground_truth: GroundTruthSummary
     timeseries: LoadSeries = LoadSeries()
 

@@ -20,6 +20,8 @@ class RunOptions:
     engine_options: list[str] = field(default_factory=list)
     repeat: int = 1
     backlog: bool = False                     # --backlog: load.mode backlog
+    load: str = "generator"                   # --load: generator (one process) or locust (--locust-workers)
+    locust_workers: int = 2
 
 
 @dataclass

@@ -3,11 +3,13 @@ session serves a load-only pass (run_load) and an engine run (phases.EngineRun).
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
@@ -16,15 +18,37 @@ from harness.errors import HarnessError
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import SendStats
 from harness.loadgen.process import GeneratorProcess
+from harness.run.locust_load import LocustLoad
 from harness.run.planning import backlog_time_base, close_horizon_ms, next_time_base
 from harness.scenario import Scenario
 from harness.stack import topics
 from harness.storage import sink_tables
-from harness.results.document import GeneratorStats, GroundTruthSummary, LoadResult, LoadSeries
+from harness.results.document import (GeneratorStats, GroundTruthSummary, LoadResult, LoadSeries, ShardFigures,
+                                      ShardedLoad)
 from harness.storage.results import ResultFile
 
 if TYPE_CHECKING:
     from harness.run.hooks import RunHooks
+
+
+@dataclass(frozen=True)
+class LoadSource:
+    """Who sends the load: the single generator in its own process, or Locust (`--load locust`): a master and
+    `workers` workers here, each one shard of the same load."""
+
+    kind: Literal["generator", "locust"] = "generator"
+    workers: int = 2
+
+    def check(self, scenario: Scenario) -> None:
+        """Refuse what this source cannot send, before anything starts."""
+        if self.kind != "locust":
+            return
+        if self.workers < 1 or self.workers > scenario.topic.partitions:
+            raise HarnessError(f"--locust-workers {self.workers}: each worker owns at least one of the topic's "
+                               f"partitions; allowed: 1..{scenario.topic.partitions} for this scenario")
+        if scenario.load.mode == "backlog":
+            raise HarnessError("--load locust sends on the open-loop schedule; backlog mode (--backlog) fills the "
+                               "topic unpaced from one generator: use one or the other")
 
 
 @dataclass
@@ -41,13 +65,15 @@ class LoadSession:
     """One load from topic to ground truth: prepare() → begin() → (the generator sends) → finish()."""
 
     def __init__(self, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_id: str,
-                 engine: str | None, repeat: int, results: ResultFile | None, hooks: RunHooks) -> None:
+                 engine: str | None, repeat: int, results: ResultFile | None, hooks: RunHooks,
+                 source: LoadSource | None = None) -> None:
         self.scenario, self.bootstrap, self.dsn = scenario, bootstrap, dsn
+        self.source = source or LoadSource()
         self.run_id, self.load_id, self.engine, self.repeat = run_id, load_id, engine, repeat
         self.results, self.hooks = results, hooks
         self.topic = f"harness.{load_id}"
         self.model: EventModel | None = None
-        self.gen: GeneratorProcess | None = None
+        self.gen: GeneratorProcess | LocustLoad | None = None
         self.time_base_ms: int | None = None
         self.truth: groundtruth.GroundTruth | None = None
         self._worker: threading.Thread | None = None
@@ -59,8 +85,17 @@ class LoadSession:
         topics.create_topic(self.bootstrap, self.topic, self.scenario.topic.partitions,
                             config={"max.message.bytes": str(limit)} if limit else None)
         self.model = EventModel(self.scenario)
-        self.gen = GeneratorProcess(self.scenario, self.bootstrap, self.topic,
-                                    owner={"run_id": self.run_id, "load_id": self.load_id})
+        owner = {"run_id": self.run_id, "load_id": self.load_id}
+        if self.source.kind == "locust":
+            folder = (self.results.raw_dir(self.load_id) if self.results is not None else
+                      Path(tempfile.mkdtemp(prefix="harness-locust-")))
+            # the workers read the scenario as this run has it (engine options and all), not the file's
+            effective = folder / "scenario.json"
+            effective.write_text(self.scenario.model_dump_json())
+            self.gen = LocustLoad(self.scenario, effective, self.bootstrap, self.topic, self.source.workers,
+                                  folder / "locust", owner=owner)
+        else:
+            self.gen = GeneratorProcess(self.scenario, self.bootstrap, self.topic, owner=owner)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             sink_tables.ensure_schema(conn)
 
@@ -75,8 +110,9 @@ class LoadSession:
         due, and heartbeats carry the schedule's time, so none overtakes an event."""
         assert self.gen is not None and self.model is not None
         self.gen.warm_up()
+        lead = self.gen.start_lead_ms if isinstance(self.gen, LocustLoad) else 0   # Locust's processes start after
         tb = self.time_base_ms = (backlog_time_base(self.scenario) if self.backlog else
-                                  next_time_base(self.scenario))
+                                  next_time_base(self.scenario, time.time_ns() // 1_000_000 + lead))
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             sink_tables.record_load(conn, load_id=self.load_id, run_id=self.run_id, engine=self.engine,
                                     repeat=self.repeat, scenario=self.scenario.name, topic=self.topic,
@@ -156,6 +192,7 @@ class LoadSession:
             load_id=self.load_id, engine=self.engine, repeat=self.repeat, topic=self.topic,
             partitions=scenario.topic.partitions, time_base_ms=self.time_base_ms,
             encoder=self.gen.encoder.name, generator=GeneratorStats.model_validate(stats.summary()),
+            shards=self._shards(),
             ground_truth=GroundTruthSummary(windows_complete=len(truth.windows["complete"]),
                                             windows_on_time=len(truth.windows["on_time"]),
                                             events_by_kind=truth.counts),
@@ -164,13 +201,22 @@ class LoadSession:
                                      for s in range(secs)},
                 sent_per_second=stats.sent_per_second, acked_per_second=stats.acked_per_second))
 
+    def _shards(self) -> ShardedLoad | None:
+        gen = self.gen
+        if not isinstance(gen, LocustLoad) or not gen.shards or gen.skew is None:
+            return None
+        return ShardedLoad(workers=gen.workers, skew_ms=gen.skew["skew_ms"], margin_ms=gen.skew["margin_ms"],
+                           near_margin=gen.skew["near_margin"],
+                           shards=[ShardFigures.model_validate({k: s[k] for k in ShardFigures.model_fields})
+                                   for s in gen.shards])
+
 
 def run_load(scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str, load_id: str, engine: str | None,
              repeat: int, results: ResultFile | None, hooks: RunHooks,
-             heartbeat_until_ms: int | None = None) -> LoadOutcome:
+             heartbeat_until_ms: int | None = None, source: LoadSource | None = None) -> LoadOutcome:
     """A load with no engine: create the topic, send the load (with heartbeats), write its ground truth."""
     session = LoadSession(scenario, bootstrap, dsn, run_id=run_id, load_id=load_id, engine=engine, repeat=repeat,
-                          results=results, hooks=hooks)
+                          results=results, hooks=hooks, source=source)
     session.prepare()
     tb = session.begin(heartbeat_until_ms)
     try:

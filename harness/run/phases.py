@@ -17,7 +17,7 @@ from pydantic import JsonValue, TypeAdapter
 from harness.engines.protocol import Engine, EngineContext, EngineRefused, Plan
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.run.hooks import RunHooks
-from harness.run.load import LoadSession
+from harness.run.load import LoadSession, LoadSource
 from harness.run.faults import FaultInjector
 from harness.run.measure import measure, promised_after_restart, skipping_restart
 from harness.run.monitor import Monitor
@@ -49,7 +49,8 @@ def now_ms() -> int:
 class EngineRun:
     def __init__(self, planned: PlannedEngine, scenario: Scenario, bootstrap: str, dsn: str, *, run_id: str,
                  repeat: int, results: ResultFile, hooks: RunHooks, service_pids: dict[str, int] | None = None,
-                 stack: EmbeddedStack | None = None, external: list[str] | None = None) -> None:
+                 stack: EmbeddedStack | None = None, external: list[str] | None = None,
+                 source: LoadSource | None = None) -> None:
         self.planned, self.scenario, self.results, self.hooks = planned, scenario, results, hooks
         self.service_pids = service_pids if service_pids is not None else {}
         self.stack, self.external = stack, external or []   # for faults that restart an embedded service
@@ -61,7 +62,7 @@ class EngineRun:
         self.engine: Engine[Any] = planned.cls()
         self.work_dir = results.run_dir / "engines" / f"{self.name}-{repeat}"
         self.load = LoadSession(scenario, bootstrap, dsn, run_id=run_id, load_id=self.load_id, engine=self.name,
-                                repeat=repeat, results=results, hooks=hooks)
+                                repeat=repeat, results=results, hooks=hooks, source=source)
         self.ctx = EngineContext(run_id, self.load_id, repeat, scenario, planned.settings, bootstrap, dsn,
                                  self.load.topic, self.work_dir, planned.plan if isinstance(planned.plan, Plan) else None)
         self.monitor: Monitor | None = None

@@ -10,7 +10,7 @@ from harness import environment, paths
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.run import memory_budget
 from harness.run.hooks import RunHooks, RunOptions
-from harness.run.load import run_load
+from harness.run.load import LoadSource, run_load
 from harness.run.phases import EngineRun
 from harness.run.planning import PlannedEngine, new_run_id, plan_engines
 from harness.scenario import load_scenario
@@ -27,6 +27,11 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
     if opts.repeat < 1:
         raise HarnessError(f"--repeat must be 1 or more, got {opts.repeat}")
     planned = plan_engines(scenario, str(opts.scenario_path), opts.engines, opts.engine_options)
+    if opts.load not in ("generator", "locust"):
+        raise HarnessError(f"--load {opts.load!r}: allowed: generator (one process) or locust (a master and "
+                           "--locust-workers workers)")
+    source = LoadSource("locust" if opts.load == "locust" else "generator", opts.locust_workers)
+    source.check(scenario)
     memory_budget.check(scenario, str(opts.scenario_path))     # exit 2 before anything starts
     if (warning := memory_budget.rate_warning(scenario)) is not None:
         hooks.message(f"warning: {warning}")
@@ -45,14 +50,14 @@ def run(opts: RunOptions, hooks: RunHooks | None = None) -> Path:
             record_services(results, svc, planned)
             if not planned:
                 run_load(scenario, svc.bootstrap, svc.dsn, run_id=run_id, load_id=f"{run_id}.load.0", engine=None,
-                         repeat=0, results=results, hooks=hooks)
+                         repeat=0, results=results, hooks=hooks, source=source)
             for repeat in range(opts.repeat):
                 # rotated per repeat, so that no engine always runs first on a cold machine or last on a warm one
                 shift = repeat % len(planned) if planned else 0
                 for p in planned[shift:] + planned[:shift]:
                     EngineRun(p, scenario, svc.bootstrap, svc.dsn, run_id=run_id, repeat=repeat, results=results,
                               hooks=hooks, service_pids=svc.service_pids,
-                              stack=svc.stack, external=svc.external).run()
+                              stack=svc.stack, external=svc.external, source=source).run()
         failed = [e for e in results.doc.engines if e.status in ("failed", "timeout")]
         status = "complete" if not failed else "failed"
         if failed:

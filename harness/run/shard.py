@@ -10,7 +10,11 @@ ground truth, so the skew between shards can be read afterwards (shard_skew belo
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,11 +65,102 @@ def summary(stats: SendStats, shard: Shard | None, owned: list[int], topic: str)
             "last_handoff_ms": stats.last_handoff_ms, "last_ack_ms": stats.last_ack_ms, "nice": stats.nice}
 
 
+LIVE_FIELDS = ("scheduled", "sent", "acked", "delivery_errors", "heartbeats_sent", "heartbeats_acked", "last_ack_ms")
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """How a shard in a process the harness did not start itself (a Locust worker) talks to it: through a folder.
+    The harness creates `stop` to end the heartbeats; the shard writes live.json as it sends, loaded.pkl (its
+    SendStats) once every event is handed over and reported, and done.pkl at the end, or error.txt. A shard
+    whose harness (parent_pid) has gone stops as if told to."""
+
+    folder: Path
+    parent_pid: int | None = None
+
+    @property
+    def stop(self) -> Path:
+        return self.folder / "stop"
+
+    @property
+    def live(self) -> Path:
+        return self.folder / "live.json"
+
+    @property
+    def loaded(self) -> Path:
+        return self.folder / "loaded.pkl"
+
+    @property
+    def done(self) -> Path:
+        return self.folder / "done.pkl"
+
+    @property
+    def error(self) -> Path:
+        return self.folder / "error.txt"
+
+    def write(self, path: Path, data: bytes) -> None:
+        tmp = path.with_suffix(".tmp")          # readers never see half a file
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def write_live(self, stats: SendStats) -> None:
+        self.write(self.live, json.dumps({k: getattr(stats, k) for k in LIVE_FIELDS}).encode())
+
+    def write_stats(self, path: Path, stats: SendStats) -> None:
+        self.write(path, pickle.dumps(stats, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @staticmethod
+    def read_stats(path: Path) -> SendStats:
+        stats: SendStats = pickle.loads(path.read_bytes())
+        return stats
+
+
+class _FileLoadDone:
+    """Stands in for the generator's load_done event: setting it writes the figures of every sent event."""
+
+    def __init__(self, gen: LoadGenerator, files: ShardFiles) -> None:
+        self._gen, self._files, self._set = gen, files, False
+
+    def set(self) -> None:
+        if not self._set and self._gen.stats is not None:
+            self._set = True
+            self._files.write_stats(self._files.loaded, self._gen.stats)
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def _gone(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+
+
+def _watch_stop(files: ShardFiles, gen: LoadGenerator) -> None:
+    def loop() -> None:
+        while not gen.stop.is_set():
+            if files.stop.exists() or _gone(files.parent_pid):
+                gen.stop.set()
+            time.sleep(0.2)     # patched by gevent inside a Locust worker: it yields
+
+    threading.Thread(target=loop, name="shard-stop-watch", daemon=True).start()
+
+
 def run_shard(scenario: Scenario, bootstrap: str, topic: str, time_base_ms: int, shard: Shard | None, *,
               heartbeat_until_ms: int | None, out: Path | None,
-              progress: Callable[[SendStats], None] | None = None, cooperative: bool = False) -> dict[str, Any]:
+              progress: Callable[[SendStats], None] | None = None, cooperative: bool = False,
+              files: ShardFiles | None = None) -> dict[str, Any]:
     """Send this shard's events (every event when shard is None) from time_base_ms; returns its figures and, with
-    `out`, writes them (shard.json) and its ground truth (expected_<answer>.csv) there."""
+    `out`, writes them (shard.json) and its ground truth (expected_<answer>.csv) there. With `files`, the shard
+    also reports to a harness that runs it in another process (ShardFiles) and stops when it is told to."""
+    if files is not None:
+        files.folder.mkdir(parents=True, exist_ok=True)
     ensure_topic(bootstrap, topic, scenario)
     model = EventModel(scenario)
     nice = raise_priority()                       # before the producer starts its threads
@@ -75,7 +170,19 @@ def run_shard(scenario: Scenario, bootstrap: str, topic: str, time_base_ms: int,
     if time.time_ns() // 1_000_000 > time_base_ms + 1000:
         raise HarnessError(f"the time base {time_base_ms} is already {(time.time_ns() // 1_000_000 - time_base_ms) / 1000:.1f} s "
                            "past: every shard would start behind its schedule; give one a few seconds ahead")
+    if files is not None:
+        gen.load_done = _FileLoadDone(gen, files)  # type: ignore[assignment]
+        _watch_stop(files, gen)
+        user_progress = progress
+
+        def progress(st: SendStats) -> None:
+            files.write_live(st)
+            if user_progress is not None:
+                user_progress(st)
+
     stats = gen.run(time_base_ms, heartbeat_until_ms=heartbeat_until_ms, progress=progress)
+    if files is not None:
+        gen.load_done.set()          # a stopped shard never reached it
     result = summary(stats, shard, gen.owned, topic)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +193,8 @@ def run_shard(scenario: Scenario, bootstrap: str, topic: str, time_base_ms: int,
         result["ground_truth"] = {"windows_on_time": len(truth.windows["on_time"]),
                                   "windows_complete": len(truth.windows["complete"]), "events_by_kind": truth.counts}
         (out / "shard.json").write_text(json.dumps(result, indent=2))
+    if files is not None:            # last: the harness may stop this process once it is there
+        files.write_stats(files.done, stats)
     return result
 
 
@@ -104,69 +213,3 @@ def shard_skew(shards: list[dict[str, Any]], scenario: Scenario) -> dict[str, An
     skew = max(worst) if worst else None
     return {"skew_ms": skew, "margin_ms": margin,
             "near_margin": skew is not None and skew >= SKEW_NEAR * margin}
-
-
-LOCUSTFILE = Path(__file__).resolve().parent.parent / "loadgen" / "locustfile.py"
-LOCUST_START_S = 12      # the workers start, import and connect before the shared time base
-
-
-def run_locust(scenario_path: Path, scenario: Scenario, bootstrap: str, topic: str, workers: int, out: Path,
-               say: Callable[[str], None]) -> dict[str, Any]:
-    """A headless Locust master and `workers` workers here, each worker one shard of the load; returns every
-    shard's figures, the skew between them and Locust's own statistics (out/locust_stats.csv)."""
-    import os
-    import subprocess
-    import sys
-
-    from harness.run.planning import next_time_base
-    from harness.stack import net, processes
-
-    ensure_topic(bootstrap, topic, scenario)
-    tb = next_time_base(scenario, time.time_ns() // 1_000_000 + LOCUST_START_S * 1000)
-    # users that are still sending when it elapses are waited for (--stop-timeout)
-    run_s = int((tb - time.time_ns() // 1_000_000) / 1000 + close_horizon_ms(scenario) / 1000 + 5)
-    port = net.free_port()
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HARNESS_LOCUST_SCENARIO": str(Path(scenario_path).resolve()), "HARNESS_LOCUST_TOPIC": topic,
-           "HARNESS_LOCUST_TIME_BASE": str(tb), "HARNESS_LOCUST_SHARDS": str(workers),
-           "HARNESS_BOOTSTRAP_SERVERS": bootstrap, "HARNESS_LOCUST_OUT": str(out)}
-    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
-    master_cmd = [*base, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-                  "--expect-workers", str(workers), "-u", str(workers), "-r", str(workers), "--run-time", f"{run_s}s",
-                  "--stop-timeout", "30", "--csv", str(out / "locust"), "--only-summary"]
-    worker_cmd = [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-    say(f"locust: a master and {workers} workers, one shard each, sending from {tb} (run time {run_s} s)")
-    procs: list[subprocess.Popen[str]] = []
-    logs = [open(out / f"locust-{name}.log", "w") for name in ["master", *[f"worker-{i}" for i in range(workers)]]]
-    try:
-        for cmd, log in zip([master_cmd, *[worker_cmd] * workers], logs):
-            p = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-            processes.register(p.pid, "locust", topic=topic)
-            procs.append(p)
-        code = procs[0].wait(timeout=run_s + 120)
-        for p in procs[1:]:
-            p.wait(timeout=30)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            processes.unregister(p.pid)
-        for log in logs:
-            log.close()
-    shards = []
-    for i in range(workers):
-        f = out / f"shard-{i}" / "shard.json"
-        if not f.is_file():
-            raise HarnessError(f"locust worker {i} wrote no figures; see {out / f'locust-worker-{i}.log'}",
-                               exit_code=EXIT_FAILED)
-        shards.append(json.loads(f.read_text()))
-    if code != 0:
-        raise HarnessError(f"the locust master exited with {code}; see {out / 'locust-master.log'}",
-                           exit_code=EXIT_FAILED)
-    return {"topic": topic, "time_base_ms": tb, "workers": workers, "shards": shards,
-            "skew": shard_skew(shards, scenario), "locust_stats": str(out / "locust_stats.csv")}
-
