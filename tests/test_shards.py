@@ -22,12 +22,14 @@ from conftest import HARNESS, ROOT, Svc, assert_complete_and_exact, classify, co
 from harness import groundtruth
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import Shard
+from harness.loadgen.priority import SENDING_FIFO_PRIORITY, fifo_allowed
 from harness.run.planning import next_time_base
 from harness.run.shard import shard_skew
 from harness.scenario import parse_scenario
 from harness.stack import processes
 
 pytestmark = pytest.mark.stack
+SCHEDULER = f"SCHED_FIFO {SENDING_FIFO_PRIORITY}" if fifo_allowed() else None   # every shard's sending thread
 
 KEY = ["key", "window_start", "window_end"]
 VALUES = ["cnt", "sum", "min", "max"]
@@ -107,6 +109,7 @@ def test_two_shards_are_the_single_generators_load(svc: Svc, tmp_path: Path) -> 
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     figures = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
     assert [f["partitions"] for f in figures] == [[0, 2], [1]] and all(f["nice"] is not None for f in figures)
+    assert all(f["scheduler"] == SCHEDULER for f in figures), figures
     check_union(svc, tb, topic, figures, [tmp_path / "s0", tmp_path / "s1"])
 
 
@@ -128,7 +131,7 @@ def test_run_with_locust_workers_is_the_single_generators_load(svc: Svc, tmp_pat
     assert sh["skew_ms"] is not None and sh["margin_ms"] == 300
     g = load["generator"]
     assert g["events_sent"] == g["events_acked"] == sum(s["events_sent"] for s in sh["shards"]) == 2000
-    assert g["send_delay_ms"]["count"] == 2000 and not g["interrupted"]
+    assert g["send_delay_ms"]["count"] == 2000 and not g["interrupted"] and g["scheduler"] == SCHEDULER
     locust = run_dir / "raw" / load["load_id"] / "locust"
     check_union(svc, load["time_base_ms"], load["topic"], sh["shards"], [locust / f"shard-{i}" for i in range(2)])
     # Locust collected one entry per shard: its events as the response length

@@ -134,6 +134,10 @@ class WorkerFaults(Protocol):
     """The optional half of the Protocol that a `kill_worker` fault needs: an engine whose job runs on workers
     apart from the process that owns it."""
 
+    # True where the engine's own cluster manager starts the replacement (Spark's standalone Master), so the
+    # harness neither waits restart_after nor calls replace_worker for the job to go on
+    replaces_workers_itself: bool
+
     def worker_skip(self, settings: Any) -> str | None:
         """None when this engine run has a worker the harness can kill; else why not (recorded)."""
 

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, Producer
 
 from harness.loadgen.encoding import Encoder, JsonEncoder
 from harness.loadgen.events import HEARTBEAT_KEY, EventModel, key_name
+from harness.loadgen.priority import realtime_sending
 from harness.scenario import Scenario
 from harness.stack.probes import kafka_conf
 
@@ -72,6 +73,7 @@ class SendStats:
     shard_events: int = 0
     shard_mask: np.ndarray | None = None    # over the first `sent` events: the ones this shard sent
     nice: int | None = None                 # the generator's nice value (None: not set by it)
+    scheduler: str | None = None            # the sending thread's real-time policy (None: ordinary)
 
     def summary(self) -> dict[str, object]:
         from harness.metrics.stats import percentiles
@@ -97,6 +99,7 @@ class SendStats:
             "last_ack_ms": self.last_ack_ms,
             "interrupted": self.interrupted,
             "nice": self.nice,
+            "scheduler": self.scheduler,
         }
 
 
@@ -254,49 +257,51 @@ class LoadGenerator:
         owned = None if self.shard is None else set(self.owned)
         stats.shard_events = 0
         i = 0
-        for start in range(0, n, BLOCK):
-            if self.stop.is_set():
-                break
-            block = self.model.block(start, min(n, start + BLOCK))
-            prefixes = self.encoder.prefixes(block, time_base_ms)
-            due_ns = (t0_ns + np.round(block.due_ms * 1_000_000)).astype(np.int64).tolist()
-            key_idx = block.key_idx.tolist()
-            keys = [self._key(k) for k in key_idx]
-            parts = [k % parts_n for k in key_idx]
-            handoff = stats.handoff_ms
-            delay = stats.send_delay_ms
-            for j in range(len(prefixes)):
-                if owned is not None and parts[j] not in owned:   # another shard's event: not sent here
-                    i += 1
-                    continue
-                due = due_ns[j]
-                now = clock()
-                if paced and now < due + held_ns:
-                    self._wait_until(due + held_ns, stats, next_hb_ref := [next_hb], hb_every_ns, due // 1_000_000)
-                    next_hb = next_hb_ref[0]
-                    if self.stop.is_set():
-                        break
+        with realtime_sending(paced) as policy:
+            stats.scheduler = policy
+            for start in range(0, n, BLOCK):
+                if self.stop.is_set():
+                    break
+                block = self.model.block(start, min(n, start + BLOCK))
+                prefixes = self.encoder.prefixes(block, time_base_ms)
+                due_ns = (t0_ns + np.round(block.due_ms * 1_000_000)).astype(np.int64).tolist()
+                key_idx = block.key_idx.tolist()
+                keys = [self._key(k) for k in key_idx]
+                parts = [k % parts_n for k in key_idx]
+                handoff = stats.handoff_ms
+                delay = stats.send_delay_ms
+                for j in range(len(prefixes)):
+                    if owned is not None and parts[j] not in owned:   # another shard's event: not sent here
+                        i += 1
+                        continue
+                    due = due_ns[j]
                     now = clock()
-                sent = now // 1_000_000
-                try:
-                    produce(topic, finish(prefixes[j], sent), keys[j], partition=parts[j], on_delivery=cb)
-                except BufferError:
-                    self._produce(stats, finish(prefixes[j], sent), keys[j], parts[j], cb)
-                handoff[i] = sent
-                delay[i] = (now - due) / 1_000_000 if paced else 0.0
-                stats.shard_events += 1
-                i += 1
-                if (i & 63) == 0:
-                    self._poll(stats)
-                    if now >= next_hb:
-                        self._heartbeats(stats, due // 1_000_000)
-                        next_hb = now + hb_every_ns
-                    if progress and time.monotonic() >= next_progress:
-                        stats.sent = i
-                        progress(stats)
-                        next_progress = time.monotonic() + progress_every_s
-            if self.stop.is_set():
-                break
+                    if paced and now < due + held_ns:
+                        self._wait_until(due + held_ns, stats, next_hb_ref := [next_hb], hb_every_ns, due // 1_000_000)
+                        next_hb = next_hb_ref[0]
+                        if self.stop.is_set():
+                            break
+                        now = clock()
+                    sent = now // 1_000_000
+                    try:
+                        produce(topic, finish(prefixes[j], sent), keys[j], partition=parts[j], on_delivery=cb)
+                    except BufferError:
+                        self._produce(stats, finish(prefixes[j], sent), keys[j], parts[j], cb)
+                    handoff[i] = sent
+                    delay[i] = (now - due) / 1_000_000 if paced else 0.0
+                    stats.shard_events += 1
+                    i += 1
+                    if (i & 63) == 0:
+                        self._poll(stats)
+                        if now >= next_hb:
+                            self._heartbeats(stats, due // 1_000_000)
+                            next_hb = now + hb_every_ns
+                        if progress and time.monotonic() >= next_progress:
+                            stats.sent = i
+                            progress(stats)
+                            next_progress = time.monotonic() + progress_every_s
+                if self.stop.is_set():
+                    break
         stats.sent = i
         stats.interrupted = self.stop.is_set() and i < n
         mine = stats.handoff_ms[:i] > 0 if owned is not None else slice(None)

@@ -27,12 +27,12 @@ import numpy as np
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.loadgen.encoding import JsonEncoder
 from harness.loadgen.generator import LoadGenerator, Progress, SendStats
+from harness.loadgen.priority import raise_priority
 from harness.scenario import Scenario
 from harness.stack import processes
 
 PROGRESS_S = 0.1          # how stale the parent's live counters may be (the monitor samples every 0.5 s)
 START_TIMEOUT_S = 90.0    # spawn, imports, model, producer and its warm-up
-GENERATOR_NICE = -10      # the generator's priority over the engine (raise_priority)
 LIVE_FIELDS = ("sent", "acked", "delivery_errors", "last_error", "heartbeats_sent", "heartbeats_acked",
                "last_ack_ms")
 
@@ -166,19 +166,6 @@ class _LoadDone:
 
     def is_set(self) -> bool:
         return self._set
-
-
-def raise_priority() -> int:
-    """Give the generator's threads priority over the engine's (nice GENERATOR_NICE, where allowed) and return
-    the nice value it runs at. On a shared machine the generator must keep its schedule, as it would on a
-    machine of its own: it needs a fraction of a core, and without this an engine that keeps both cores busy
-    (Spark's back-to-back micro-batches) made it fall behind at 500 events/s. Linux keeps nice per thread, so
-    this runs first, before librdkafka starts its threads (they inherit it)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, GENERATOR_NICE)
-    except OSError:       # not root, or not allowed here: it runs at the default, and says so
-        pass
-    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def _child_main(scenario: Scenario, bootstrap: str, topic: str, pipe: Any, stop_event: Any) -> None:

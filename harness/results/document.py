@@ -196,6 +196,9 @@ class GeneratorStats(Section):
     interrupted: bool = False
     nice: Optional[int] = Field(None, description="the generator process's nice value: -10 where it could take "
                                 "priority over the engine, 0 where not allowed (None: not recorded)")
+    scheduler: Optional[str] = Field(None, description="the sending thread's real-time policy while it kept a "
+                                     "paced schedule (\"SCHED_FIFO 10\" where allowed; None: ordinary, under its "
+                                     "nice value)")
 
 
 class GroundTruthSummary(Section):

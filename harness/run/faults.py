@@ -180,8 +180,7 @@ class FaultInjector:
         rec.fired_at_ms = now_ms()
         rec.killed_pids = eng.kill_worker()
         self.say(f"fault kill_worker: SIGKILL to {len(rec.killed_pids)} worker processes; the job goes on")
-        # a cluster manager that replaces a lost worker itself (Spark's standalone Master) is not kept waiting
-        wait_s = 0 if getattr(eng, "replaces_workers_itself", False) else fault.restart_after / 1000
+        wait_s = 0 if eng.replaces_workers_itself else fault.restart_after / 1000
         if self._stop.wait(wait_s):
             rec.detail = "worker killed; the engine run ended before its replacement"
             return

@@ -87,7 +87,9 @@ def merge_shards(parts: list[SendStats]) -> SendStats:
         interrupted=any(p.interrupted for p in parts) or any(p.sent < sent for p in parts),
         offsets=offsets, refused_too_large=sum(p.refused_too_large for p in parts),
         shard_events=sum(p.shard_events for p in parts), shard_mask=None,
-        nice=first([p.nice for p in parts], max))
+        nice=first([p.nice for p in parts], max),
+        # every shard ran real-time, or the merged load did not
+        scheduler=parts[0].scheduler if len({p.scheduler for p in parts}) == 1 else None)
 
 
 class LocustProcesses:

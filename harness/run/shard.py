@@ -25,7 +25,7 @@ from harness import groundtruth
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.loadgen.events import EventModel
 from harness.loadgen.generator import LoadGenerator, SendStats, Shard
-from harness.loadgen.process import raise_priority
+from harness.loadgen.priority import raise_priority
 from harness.run.planning import close_horizon_ms
 from harness.scenario import Scenario
 from harness.stack import topics
@@ -62,7 +62,8 @@ def summary(stats: SendStats, shard: Shard | None, owned: list[int], topic: str)
             "events_acked": stats.acked, "delivery_errors": stats.delivery_errors,
             "heartbeats_sent": stats.heartbeats_sent, "achieved_rate_eps": s["achieved_rate_eps"],
             "send_delay_ms": s["send_delay_ms"], "first_handoff_ms": stats.first_handoff_ms,
-            "last_handoff_ms": stats.last_handoff_ms, "last_ack_ms": stats.last_ack_ms, "nice": stats.nice}
+            "last_handoff_ms": stats.last_handoff_ms, "last_ack_ms": stats.last_ack_ms, "nice": stats.nice,
+            "scheduler": stats.scheduler}
 
 
 LIVE_FIELDS = ("scheduled", "sent", "acked", "delivery_errors", "heartbeats_sent", "heartbeats_acked", "last_ack_ms")

@@ -175,6 +175,8 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         got = self._get(f"/jobs/{self._job}/metrics?get=numRestarts")
         return int(got[0]["value"]) if got else 0
 
+    replaces_workers_itself = False     # a standalone session cluster starts no TaskManager: the harness does
+
     def kill_worker(self) -> list[int]:
         assert self.cluster is not None
         try:
