@@ -3,10 +3,10 @@
 A generator on a machine of its own needs a fraction of a core and sends each event at its intended time. Here
 it shares two cores with the broker, PostgreSQL and the engine, and its send-delay tail is the scheduler's:
 woken at an event's due time, it waits until the kernel lets it run. Under nice -10 that wait was a few
-milliseconds at the 99th percentile whenever an engine kept both cores busy, which is the 5 ms that labels a
-capacity step machine-bound, so the step where the search stopped moved by 40% between two runs. A real-time
-(SCHED_FIFO) main thread runs as soon as it is woken: p99 0.02 ms against 1.6 ms under nice -10 for a
-200 µs timer loop beside a running stack.
+milliseconds at the 99th percentile whenever an engine kept both cores busy, near the 5 ms that labels a
+capacity step machine-bound (with the generator's own block preparation, generator.PACED_BLOCK, it moved the
+step where two searches stopped by 25-45%). A real-time (SCHED_FIFO) main thread runs as soon as it is woken:
+p99 0.02 ms against 1.6 ms under nice -10 for a 200 µs timer loop beside a running stack.
 """
 from __future__ import annotations
 
