@@ -5,7 +5,8 @@ it shares two cores with the broker, PostgreSQL and the engine, and its send-del
 woken at an event's due time, it waits until the kernel lets it run. Under nice -10 that wait was a few
 milliseconds at the 99th percentile whenever an engine kept both cores busy, near the 5 ms that labels a
 capacity step machine-bound (with the generator's own block preparation, generator.PACED_BLOCK, it moved the
-step where two searches stopped by 25-45%). A real-time (SCHED_FIFO) main thread runs as soon as it is woken:
+step where two searches stopped by 25-45%; the rest of that spread was the sending thread's own cost, see
+generator.SLEEP_QUANTUM_NS). A real-time (SCHED_FIFO) main thread runs as soon as it is woken:
 p99 0.02 ms against 1.6 ms under nice -10 for a 200 µs timer loop beside a running stack.
 """
 from __future__ import annotations
@@ -28,9 +29,14 @@ def raise_priority() -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def _may_run_realtime() -> bool:
+    """A machine where a real-time sender leaves a core to the rest (two or more), on a platform that has it."""
+    return (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setscheduler")
+
+
 def fifo_allowed() -> bool:
     """Whether this process may run a thread under SCHED_FIFO here (and the machine has a core to spare)."""
-    if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setscheduler"):
+    if not _may_run_realtime():
         return False
     before = os.sched_getscheduler(0), os.sched_getparam(0)
     try:
@@ -49,7 +55,7 @@ def realtime_sending(enabled: bool = True) -> Iterator[str | None]:
     never starved by them. Unpaced sending (a backlog fill, the generator's ceiling) never runs real-time: a
     thread that never sleeps would hold a core."""
     policy: str | None = None
-    if enabled and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setscheduler"):
+    if enabled and _may_run_realtime():
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(SENDING_FIFO_PRIORITY))
             policy = f"SCHED_FIFO {SENDING_FIFO_PRIORITY}"
