@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.metrics.bad_input import malformed_around_faults
 from harness.metrics.recovery import RECOVERY_HOLD_MS, duplicates_between, first_result_after, recovery
 
 FAULT = 100_000
@@ -69,3 +70,18 @@ def test_duplicates_between_faults() -> None:
     log = pd.DataFrame([{**row, "t": 1}, {**row, "t": 5}, {**row, "cnt": 2, "t": 6}, {**row, "t": 9}])
     assert duplicates_between(log, "t", 0, 6) == 1 and duplicates_between(log, "t", 6, None) == 1
     assert duplicates_between(log.iloc[:0], "t", 0, None) == 0
+
+
+def test_malformed_lost_and_rewritten_per_fault() -> None:
+    # five malformed records (partition 0, offsets 1..5) sent at 1, 2, 3 s (before fault A at 3.5 s) and 5, 6 s
+    # (before fault B at 6.5 s); a well-formed one that must never count
+    special = pd.DataFrame({"kind": ["invalid_json"] * 5 + ["late"], "sent_at": [1000, 2000, 3000, 5000, 6000, 2500],
+                            "kafka_partition": [0] * 6, "kafka_offset": [1, 2, 3, 4, 5, 9]})
+    # the engine wrote 1 and 2 before A, 1 again after A (a replay), 4 before B, 2 again after B; 3 and 5 never
+    written = pd.DataFrame({"kafka_partition": [0] * 5, "kafka_offset": [1, 2, 1, 4, 2],
+                            "inserted_at_ms": [1500, 2500, 4000, 5500, 7000]})
+    assert malformed_around_faults(special, written, [3500, 6500]) == [(1, 1), (1, 1)]
+    assert malformed_around_faults(special, written, []) == []
+    # a delivery report missing: which pairs are malformed is unknown, the rewrites still count
+    unknown = special.assign(kafka_offset=[1, 2, -1, 4, 5, 9])
+    assert malformed_around_faults(unknown, written, [3500]) == [(None, 2)]

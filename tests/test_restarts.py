@@ -44,7 +44,11 @@ def killed_run(stack_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     f = tmp / "kill.yaml"
     f.write_text(yaml.safe_dump(scenario_dict(
         name="kill", duration="12s", tuning="low_latency",
-        engines={"baseline": {}, "flink": {"checkpoint_interval": "3s"}, "spark": {"sink": "idempotent"},
+        # malformed records too, so each fault's malformed_lost and malformed_rewritten are judged
+        load={"rate": 400, "keys": 20, "payload_bytes": 120, "heartbeat_interval": "100ms", "malformed_fraction": 0.02},
+        # Spark on a standalone Master and Worker: kill_job kills its driver only, and the cluster stays
+        engines={"baseline": {}, "flink": {"checkpoint_interval": "3s"},
+                 "spark": {"sink": "idempotent", "master": "standalone"},
                  "batch": {"interval": "2s"}},
         faults=[kill("earliest", ["baseline"]), kill("checkpoint", ["flink", "spark", "batch"]),
                 # skipped with the engine's reason, never a silent substitute
@@ -79,12 +83,20 @@ def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[P
     assert f["running_again_ms"] > f["restarted_at_ms"] and f["downtime_ms"] == f["running_again_ms"] - f["fired_at_ms"]
     # the restarted engine's processes were in the process registry, and none of the killed ones
     assert f["registered_pids"] and not set(f["registered_pids"]) & set(f["killed_pids"]), f
+    if name == "spark":     # the standalone Master and Worker were not killed: still registered beside the new driver
+        assert e["engine_metrics"]["master"].startswith("spark://") and len(f["registered_pids"]) >= 3, f
     assert f["first_result_after_ms"] is not None, f
     assert f["first_result_after_ms"] >= f["restarted_at_ms"] - f["fired_at_ms"], f
     # the harness watches one recovery span after the answer is in, so every engine is seen to recover
     assert f["recovery_ms"] is not None and f["recovery_note"] is None, f
     assert f["recovery_ms"] >= f["downtime_ms"]
     assert f["duplicates_after"] == e["windows"]["duplicates"]        # its only fault made all of them
+    # and every malformed row written twice was written again after it; none of these restarts loses one
+    m = e["malformed"]
+    assert m["sent"] > 0 and f["malformed_rewritten"] == m["rows_written"] - m["counted_by_engine"], (m, f)
+    assert f["malformed_lost"] is not None and f["malformed_lost"] <= m["sent"] - m["counted_by_engine"], (m, f)
+    if name != "spark":     # its listener writes after the batch commits: a kill in between may lose some
+        assert f["malformed_lost"] == 0 and m["counted_by_engine"] == m["sent"], (m, f)
     assert not [p for p in processes.registered() if p.get("run_id") == doc["run_id"]]
 
 
@@ -94,6 +106,7 @@ def test_restart_from_earliest_writes_duplicates(killed_run: tuple[Path, dict[st
     e = engine(doc, "baseline")
     # every window emitted before the kill is emitted again, with the same value: a duplicate, not a change
     assert e["windows"]["duplicates"] > 0 and e["windows"]["duplicates"] == e["windows"]["re_emissions"]
+    assert fired(e)["malformed_rewritten"] > 0    # it read the topic again from the start
     assert fired(e)["restart_policy"] == "earliest"
 
 

@@ -110,3 +110,35 @@ def far_future_damage(special: pd.DataFrame, expected: pd.DataFrame, final: pd.D
         out.append({"at_ms": at, "partitions": partitions, "records": planted, "windows_after": len(after),
                     "windows_not_exact_after": sum(1 for k in after if k in bad)})
     return out
+
+
+def malformed_around_faults(special: pd.DataFrame, written: pd.DataFrame,
+                            fired_ms: list[int]) -> list[tuple[int | None, int]]:
+    """Per fault, in the order they fired (fired_ms ascending, the harness's clock):
+
+    - the malformed records (by ground truth) handed to the broker since the previous fault and before this one
+      that the engine never wrote to harness_malformed: the count this fault cost, whether a driver died before
+      its listener wrote them or the restart skipped them (latest, timestamp); None when a delivery report is
+      missing, as then ground truth cannot say which pairs are malformed;
+    - the rows written between this fault and the next for records already written before it: a replay that
+      wrote them again (the distinct count stays right, rows_written shows them).
+
+    written: harness_malformed's kafka_partition, kafka_offset and inserted_at_ms on the harness's clock."""
+    bad = special[special["kind"].isin(ALL_MALFORMED_KINDS) & (special["kafka_offset"] != OFFSET_TOO_LARGE)]
+    known = not (bad["kafka_offset"] < 0).any()     # the broker never held a refused one: not lost
+    pairs_written = set(zip(written["kafka_partition"].tolist(), written["kafka_offset"].tolist()))
+    inserted = written["inserted_at_ms"].to_numpy(dtype=float)
+    bounds = [-np.inf, *fired_ms, np.inf]
+    out: list[tuple[int | None, int]] = []
+    for i, at in enumerate(fired_ms):
+        lost: int | None = None
+        if known:
+            between = bad[(bad["sent_at"] >= bounds[i]) & (bad["sent_at"] < at)]
+            lost = sum(1 for p in zip(between["kafka_partition"].tolist(), between["kafka_offset"].tolist())
+                       if p not in pairs_written)
+        before = written[inserted < at]
+        seen = set(zip(before["kafka_partition"].tolist(), before["kafka_offset"].tolist()))
+        after = written[(inserted >= at) & (inserted < bounds[i + 2])]
+        rewritten = sum(1 for p in zip(after["kafka_partition"].tolist(), after["kafka_offset"].tolist()) if p in seen)
+        out.append((lost, rewritten))
+    return out

@@ -363,7 +363,8 @@ def faults(run: RunData) -> Table:
     """One line per fault per engine run: what it did, how long the engine was down, how it recovered, and what
     the final table and the log show (duplicates and windows lost or wrong against the promised answer)."""
     t = Table(["run", "fault", "policy", "at", "downtime s", "first result after s", "recovery s",
-               "duplicates after it", "duplicates in the run", "final table wrong / missing / extra", "note"])
+               "duplicates after it", "duplicates in the run", "final table wrong / missing / extra",
+               "malformed lost / rewritten", "note"])
 
     def secs(ms: int | None) -> str:
         return "–" if ms is None else f"{ms / 1000:.1f}"
@@ -377,6 +378,8 @@ def faults(run: RunData) -> Table:
                      Cell("–" if f.duplicates_after is None else str(f.duplicates_after)),
                      Cell(str(w.duplicates) if w else "–"),
                      Cell(f"{c.wrong} / {c.missing} / {c.extra}" if c else "–"),
+                     Cell("–" if f.malformed_rewritten is None else
+                          f"{'?' if f.malformed_lost is None else f.malformed_lost} / {f.malformed_rewritten}"),
                      Cell(f.skipped and f"skipped: {f.skipped}" or f.error or "; ".join(n for n in (
                          "the engine did not survive it" if f.engine_survived is False else "",
                          f.recovery_note or "") if n))]
@@ -384,6 +387,8 @@ def faults(run: RunData) -> Table:
                 cells[-1].add("warn")
             if c and (c.wrong or c.missing or c.extra):
                 cells[8].add("bad")
+            if f.malformed_lost:
+                cells[9].add("warn")
             t.rows.append(Row(r.label, cells))
     return t
 

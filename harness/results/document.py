@@ -400,6 +400,14 @@ class FaultRecord(Section):
     recovery_ms: Optional[int] = Field(None, description="from the fault to recovered (docs/faults.md)")
     recovery_note: Optional[str] = Field(None, description="why recovery_ms is missing, or how it was bounded")
     duplicates_after: Optional[int] = Field(None, description="duplicates written between this fault and the next")
+    malformed_lost: Optional[int] = Field(None, description="malformed records sent since the previous fault and "
+                                          "before this one that the engine never wrote to harness_malformed: what "
+                                          "this fault cost the malformed count (a driver that died before its "
+                                          "listener wrote them, or a restart that skipped them); None when a "
+                                          "delivery report is missing")
+    malformed_rewritten: Optional[int] = Field(None, description="rows written to harness_malformed between this "
+                                               "fault and the next for records already written before it (a "
+                                               "replay; the distinct count is unchanged)")
     engine_survived: Optional[bool] = Field(None, description="restart_postgres/restart_broker: the engine was still "
                                             "running once the service served again")
     start_offsets: Optional[dict[int, int]] = Field(None, description="kill_job with latest/timestamp: per partition, "

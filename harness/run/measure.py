@@ -35,6 +35,7 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
         final = sink_tables.read_final(conn, load_id)
         malformed_counted, malformed_rows = sink_tables.count_malformed(conn, load_id)
         pairs = sink_tables.malformed_pairs(conn, load_id)
+        malformed_rows_log = sink_tables.read_malformed(conn, load_id) if faults else None
         commit_times = sink_tables.commit_times_available(conn)
     if entry.timing is None:
         entry.timing = Timing(sink_time="insert", offset_bound_ms=clock.OFFSET_BOUND_MS)
@@ -78,6 +79,10 @@ def measure(entry: EngineResult, *, plan: Plan, scenario: Scenario, dsn: str, lo
                                        entry.windows.event_to_result_ms.p50)
     entry.faults = judge_faults(faults or [], rows, rep.per_window, log,
                                 rate_per_s=stats.sent / max(1.0, scenario.duration / 1000))
+    if malformed_rows_log is not None:
+        malformed_rows_log = clock.to_harness_clock(malformed_rows_log, entry.timing.offset_applied_ms,
+                                                    ("inserted_at_ms",))
+        count_malformed_around_faults(entry.faults, truth.special, malformed_rows_log)
     entry.time_to_first_result_s = round((log[window_metrics.SINK_TIME].min() - started_ms) / 1000, 3) if len(log) else None
 
 
@@ -96,6 +101,15 @@ def judge_faults(faults: list[FaultRecord], rows: list[dict[str, Any]], per_wind
         f.duplicates_after = recovery.duplicates_between(log, window_metrics.SINK_TIME, f.fired_at_ms,
                                                          fired[i + 1].fired_at_ms if i + 1 < len(fired) else None)
     return faults
+
+
+def count_malformed_around_faults(faults: list[FaultRecord], special: pd.DataFrame, written: pd.DataFrame) -> None:
+    """Each fault that fired gets the malformed records it cost the count and those a replay wrote again
+    (harness/metrics/bad_input.py)."""
+    fired = sorted((f for f in faults if f.fired_at_ms is not None), key=lambda f: f.fired_at_ms or 0)
+    counts = bad_input.malformed_around_faults(special, written, [f.fired_at_ms or 0 for f in fired])
+    for f, (lost, rewritten) in zip(fired, counts):
+        f.malformed_lost, f.malformed_rewritten = lost, rewritten
 
 
 def skipping_restart(faults: list[FaultRecord] | None) -> FaultRecord | None:

@@ -235,5 +235,13 @@ def malformed_pairs(conn: psycopg.Connection, load_id: str) -> set[tuple[int, in
         "SELECT DISTINCT kafka_partition, kafka_offset FROM harness_malformed WHERE load_id = %s", (load_id,))}
 
 
+def read_malformed(conn: psycopg.Connection, load_id: str) -> pd.DataFrame:
+    """Every row an engine wrote to harness_malformed for a load, oldest first, with its insert time in epoch ms."""
+    rows = conn.execute(
+        "SELECT kafka_partition, kafka_offset, (extract(epoch FROM inserted_at) * 1000)::float8 "
+        "FROM harness_malformed WHERE load_id = %s ORDER BY inserted_at", (load_id,)).fetchall()
+    return pd.DataFrame(rows, columns=["kafka_partition", "kafka_offset", "inserted_at_ms"])
+
+
 def log_rows_since(conn: psycopg.Connection, load_id: str) -> int:
     return int(conn.execute("SELECT count(*) FROM harness_results_log WHERE load_id = %s", (load_id,)).fetchone()[0])  # type: ignore[index]
