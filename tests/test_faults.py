@@ -128,3 +128,21 @@ def test_kill_worker_skips_say_why_per_engine_and_mode() -> None:
     assert why("flink", mode="session", checkpoint_interval="2s") is None
     assert "driver's JVM" in (why("spark") or "") and why("spark", master="standalone") is None
     assert "remote cluster" in (why("spark", master="spark://elsewhere:7077") or "")
+
+
+def test_kill_job_skips_only_clusters_the_harness_does_not_manage() -> None:
+    from harness.engines.discovery import discover, validate_settings
+    from harness.run.faults import skip_reason
+    from harness.scenario import KillJob
+
+    def why(name: str, policy: str = "checkpoint", **settings: Any) -> str | None:
+        cls = discover()[name]
+        return skip_reason(KillJob(at="1s", restart_policy=policy), cls(), validate_settings(cls, settings, "s.yaml"))
+
+    # a Flink session cluster and a Spark standalone cluster are the harness's own: killed and restarted
+    assert why("flink", mode="session", checkpoint_interval="2s") is None
+    assert why("spark", master="standalone") is None and why("spark") is None
+    assert "does not manage" in (why("flink", mode="remote", jobmanager="elsewhere:8081", checkpoint_interval="2s")
+                                 or "")
+    assert "does not manage" in (why("spark", master="spark://elsewhere:7077") or "")
+    assert "checkpoint_interval" in (why("flink", mode="session") or "")

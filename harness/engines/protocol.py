@@ -127,7 +127,9 @@ class Restartable(Protocol):
 
     def restart(self, restart: Restart) -> None:
         """Start again after every process of the engine was SIGKILLed; wait_running() follows. No warm-up.
-        An engine may also have before_kill(): read its own state just before the kill (it is not warned)."""
+        An engine may also have before_kill(): read its own state just before the kill (it is not warned); and
+        kill_job_pids(): the processes a kill_job kills where that is not every one of pids() (Spark's driver,
+        not the standalone Master and Worker it runs on, which stay up as a cluster's would)."""
 
 
 class WorkerFaults(Protocol):

@@ -142,7 +142,8 @@ class FaultInjector:
                       f"{(rec.ended_at_ms - rec.fired_at_ms) / 1000:.2f} s")
 
     def _kill_job(self, fault: KillJob, rec: FaultRecord) -> None:
-        procs = processes.with_children(self.engine.pids())
+        owned = getattr(self.engine, "kill_job_pids", self.engine.pids)
+        procs = processes.with_children(owned())
         if not procs:
             raise RuntimeError("the engine had no process left to kill")
         if hasattr(self.engine, "before_kill"):

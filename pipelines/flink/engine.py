@@ -152,9 +152,9 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
                        cwd=ctx.work_dir, run_id=ctx.run_id, load_id=ctx.load_id)
 
     def restart_skip(self, policy: str, settings: Any) -> str | None:
-        if settings.mode != "mini":
-            return ("kill_job is built for mode: mini (one JVM); in session mode the JobManager and TaskManager "
-                    "would need starting again and the job resubmitting, which the harness does not do yet")
+        if settings.mode == "remote":
+            return ("mode remote: the harness does not manage a remote cluster's JobManager and TaskManagers, so "
+                    "kill_job would kill only the client; use mode: mini or session")
         if policy == "checkpoint" and not settings.checkpoint_interval:
             return "restart_policy checkpoint needs checkpoints: set checkpoint_interval (Flink takes none by default)"
         return super().restart_skip(policy, settings)
@@ -257,10 +257,23 @@ class FlinkEngine(ClusterJobEngine[FlinkSettings]):
         else:
             changes["start_offsets"] = ({"timestamp": restart.timestamp_ms} if restart.policy == "timestamp"
                                         else restart.policy)
+        if self.ctx.settings.mode == "session":
+            changes["jobmanager"] = self._new_session_cluster()
         (self.ctx.work_dir / "job.json").unlink(missing_ok=True)
         self._killed_jobs.append(self._job)
         self._rest = self._job = self._source_vertex = None
         self.job.relaunch(changes)
+
+    def _new_session_cluster(self) -> str:
+        """After kill_job in session mode (the JobManager and TaskManager were killed with the client): a new
+        cluster, as its cluster manager would bring back, for the job to be submitted to again; its address."""
+        assert self.ctx is not None
+        if self.cluster is not None:
+            self.cluster.stop()     # nothing runs any more: this drops the killed JVMs' registry entries
+        self.cluster = SessionCluster(self.ctx.work_dir, slots=self.ctx.settings.parallelism,
+                                      owner={"run_id": self.ctx.run_id, "load_id": self.ctx.load_id})
+        self.cluster.start()
+        return self.cluster.address
 
     def _get(self, path: str) -> Any:
         assert self._rest is not None

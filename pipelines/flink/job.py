@@ -394,7 +394,10 @@ def flink_config(cfg: dict[str, Any], rest_port: int | None) -> dict[str, str]:
 
     if cfg.get("mode", "mini") == "remote":
         host, _, port = str(cfg["jobmanager"]).rpartition(":")
-        conf.update({"execution.target": "remote", "rest.address": host or "127.0.0.1", "rest.port": port})
+        conf.update({"execution.target": "remote", "rest.address": host or "127.0.0.1", "rest.port": port,
+                     # a JobManager that does not answer is reported in seconds, not after Flink's 20 attempts
+                     # 3 s apart; the status loop below rides out a failed poll by itself
+                     "rest.retry.max-attempts": "5", "rest.retry.delay": "1 s"})
     else:
         conf.update({
             "execution.target": "local",

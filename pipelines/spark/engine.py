@@ -146,10 +146,16 @@ class SparkEngine(ClusterJobEngine[SparkSettings]):
         self._worker_kill: dict[str, Any] = {}
 
     def restart_skip(self, policy: str, settings: Any) -> str | None:
-        if local_cores(settings.master) is None:
-            return (f"kill_job is built for a local master (local[N]); with master {settings.master} the harness "
-                    "would need to restart the cluster's JVMs too, which it does not do yet")
+        if local_cores(settings.master) is None and settings.master != "standalone":
+            return (f"master {settings.master}: a cluster the harness does not manage, whose executors would need "
+                    "the checkpoint location on storage they share with the driver; kill_job is built for "
+                    "local[N] and standalone")
         return super().restart_skip(policy, settings)
+
+    def kill_job_pids(self) -> list[int]:
+        """kill_job kills the driver (its Python process and JVM). A standalone Master and Worker stay, as a
+        cluster's would: the Master ends the dead application's executors and gives the restarted driver new ones."""
+        return self.job.pids()
 
     def worker_skip(self, settings: Any) -> str | None:
         """kill_worker (WorkerFaults): the executor of the standalone cluster the harness starts."""
