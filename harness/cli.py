@@ -308,7 +308,9 @@ def capacity_cmd(
     A step is sustainable when, after its warm-up, the lag does not grow (the keeping-up rule of `harness run`)
     and its p99 latency meets the scenario's slo.p99_latency (or, without one, a window-close p99 within the
     watermark delay + 5 s). A step whose generator fell behind (achieved rate over 2% short, or send-delay p99
-    over 5 ms) is machine-bound: it bounds the search from above and never passes. Each step is saved in
+    over 5 ms) is machine-bound: it bounds the search from above and never passes. An engine whose batches
+    lengthen only slowly under too much load (Spark's micro-batches) runs its steps after the first failure
+    three times as long, and its search ends only once the rate it reports held for such a step. Each step is saved in
     results/<run_id>/result.json as it finishes, with its latency, CPU per million events and the CPU the
     broker, PostgreSQL and the generator used; the report's Capacity section draws the curve.
     """

@@ -96,3 +96,42 @@ def test_a_hiccup_below_the_knee_is_confirmed_away() -> None:
     assert done[:5] == [(500, "sustainable"), (1000, "sustainable"), (2000, "machine-bound"), (2000, "sustainable"),
                         (4000, "not sustainable")] and done[5] == (4000, "not sustainable")
     assert not cap.needs_confirmation([(100.0, "sustainable")]) and cap.needs_confirmation([(100.0, "machine-bound")])
+
+
+def test_a_slowly_settling_engine_is_held_to_long_steps() -> None:
+    """The staircase as harness/run/capacity.py drives a slowly settling engine: short steps pass up to 96,000
+    (its batches have not lengthened yet), long ones only up to 60,000. The search ends on a long step's pass,
+    every step after the first failure is long, and no long step is repeated."""
+    short_knee, long_knee = 96_000.0, 60_000.0
+    done: list[cap.LongStep] = []
+    phases = []
+    for _ in range(30):
+        plain = [(r, v) for r, v, _ in done]
+        b = cap.bracket(cap.settled(done))
+        long = b.high is not None
+        if cap.needs_confirmation(plain) and not done[-1][2]:
+            r, long, phase = done[-1][0], False, "confirmation"
+        else:
+            nxt = cap.next_rate(cap.settled(done), start=500, max_rate=200_000)
+            if nxt is None and cap.needs_hold(done):
+                assert b.low is not None
+                r, long, phase = b.low, True, "hold"
+            elif nxt is None:
+                break
+            else:
+                r, phase = nxt, "search"
+        v: cap.StepVerdict = "sustainable" if r <= (long_knee if long else short_knee) else "not sustainable"
+        done.append((r, v, long))
+        phases.append(phase)
+    b = cap.bracket(cap.settled(done))
+    assert b.low is not None and b.high is not None and b.low <= long_knee < b.high and b.narrow
+    assert any(long and r == b.low and v == "sustainable" for r, v, long in done)      # held
+    first_fail = next(i for i, (_, v, _) in enumerate(done) if v != "sustainable")
+    assert done[first_fail][0] == 128_000 and not done[first_fail][2]
+    assert done[first_fail + 1] == (128_000, "not sustainable", False)               # the short repeat
+    assert all(long for _, _, long in done[first_fail + 2:])
+    assert "hold" in phases and len(done) < 25
+    # a short pass at or above a long failure no longer counts; below it, it still does
+    voided = cap.settled([(64_000, "sustainable", False), (80_000, "sustainable", False), (72_000, "not sustainable", True)])
+    assert cap.bracket(voided) == cap.Bracket(64_000, 72_000)
+    assert not cap.needs_hold([(64_000, "sustainable", True), (72_000, "not sustainable", True)])

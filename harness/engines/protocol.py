@@ -70,6 +70,9 @@ class Plan:
     max_trigger_interval_ms: int = 0     # longest time between emissions (0: continuous)
     late_margin_ms: int = 0              # how long after the watermark passes a window it may still gain events
     latency_floor_ms: Mapping[str, int] = field(default_factory=dict)  # settings that bound latency from below
+    # its batches lengthen under a load it cannot take, but only over tens of seconds (micro-batches): a capacity
+    # search holds its candidate rates for longer steps (harness/metrics/capacity.py, settling)
+    settles_slowly: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latency_floor_ms", MappingProxyType(dict(self.latency_floor_ms)))

@@ -16,6 +16,13 @@ Definitions (the README's capacity section quotes these):
   on, and the rate passes when the repeat does: on a shared machine one hiccup (a collection in the broker, a
   burst of engine work) can push one step's send-delay p99 over its bound, and a single such step would
   otherwise set the bracket;
+- **settling** (engines whose plan says `settles_slowly`, Spark's micro-batches): a micro-batch engine's
+  batches lengthen under a load it cannot take, but near its knee they do so over tens of seconds (Spark at
+  80,000 events/s here: 3 s batches at 20 s into a step, 15 s batches at 60 s, p99 41 s), so a --step of 20 s
+  passed rates that a minute did not, and two searches put its knee 20% apart. After the doubling's first
+  failure, its steps run SETTLE_FACTOR times as long (and are not repeated); a long step that is not
+  sustainable voids every short pass at or above its rate; and the search ends only once the bracket's lower
+  end was held for a long step (phase "hold");
 - the **sustainable rate** is the bracket's lower end: the highest rate measured sustainable.
 """
 
@@ -29,6 +36,7 @@ GEN_SEND_DELAY_P99_MS = 5.0
 DEFAULT_CLOSE_SLACK_MS = 5_000
 BRACKET_SHARE = 0.10
 MIN_RATE = 50.0
+SETTLE_FACTOR = 3
 
 StepVerdict = Literal["sustainable", "not sustainable", "machine-bound"]
 
@@ -126,3 +134,20 @@ def next_rate(steps: list[tuple[float, StepVerdict]], *, start: float, max_rate:
         nxt = b.high / 2
         return nxt if nxt >= MIN_RATE else None
     return round((b.low + b.high) / 2, 1)
+
+
+LongStep = tuple[float, StepVerdict, bool]      # rate, verdict, whether it ran SETTLE_FACTOR times as long
+
+
+def settled(steps: list[LongStep]) -> list[tuple[float, StepVerdict]]:
+    """The steps a slowly settling engine's bracket is drawn from: a long step that was not sustainable voids
+    every short step's pass at or above its rate (those passed before the batches had lengthened)."""
+    failed_long = [r for r, v, long in steps if long and v != "sustainable"]
+    floor = min(failed_long) if failed_long else float("inf")
+    return [(r, v) for r, v, long in steps if long or v != "sustainable" or r < floor]
+
+
+def needs_hold(steps: list[LongStep]) -> bool:
+    """The bracket's lower end has passed only short steps: it must hold for a long one before the search ends."""
+    low = bracket(settled(steps)).low
+    return low is not None and not any(long and r == low and v == "sustainable" for r, v, long in steps)

@@ -596,7 +596,9 @@ class CapacityStep(Section):
 
     index: int
     rate: float = Field(description="offered events per second")
-    phase: Literal["doubling", "halving", "bisection", "confirmation"]
+    phase: Literal["doubling", "halving", "bisection", "confirmation", "hold"] = Field(
+        description="hold: the bracket's lower end offered again for a long step (long_step_ms) before a slowly "
+                    "settling engine's search ends")
     time_base_ms: int
     duration_ms: int
     warmup_ms: int
@@ -636,6 +638,9 @@ class EngineCapacity(Section):
     latency_bound_metric: Literal["event_to_result", "window_close"]
     latency_bound_ms: float
     latency_bound_source: str
+    long_step_ms: Optional[int] = Field(None, description="an engine whose batches settle slowly (Spark's "
+                                        "micro-batches): the length of its steps after the doubling's first "
+                                        "failure, SETTLE_FACTOR times --step (harness/metrics/capacity.py)")
     steps: list[CapacityStep] = Field(default_factory=list)
     sustainable_rate: Optional[float] = Field(None, description="the highest rate measured sustainable")
     bracket_high: Optional[float] = Field(None, description="the lowest rate above it that was not (None: none was "

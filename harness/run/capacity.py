@@ -225,22 +225,34 @@ class EngineStaircase:
             self.results.save()
 
     def _staircase(self) -> None:
+        assert self.plan is not None
         start = self.opts.start_rate or self.scenario.load.rate
-        done: list[tuple[float, cap.StepVerdict]] = []
+        slow = self.plan.settles_slowly
+        long_ms = self.opts.step_ms * cap.SETTLE_FACTOR
+        if slow:
+            self.entry.long_step_ms = long_ms
+        done: list[cap.LongStep] = []
         while len(done) < self.opts.max_steps:
-            b = cap.bracket(done)
-            if self.opts.confirm and cap.needs_confirmation(done):
-                rate, phase = done[-1][0], "confirmation"
+            plain = [(r, v) for r, v, _ in done]
+            judged = cap.settled(done) if slow else plain
+            b = cap.bracket(judged)
+            long = slow and b.high is not None          # after the doubling's first failure
+            if self.opts.confirm and cap.needs_confirmation(plain) and not done[-1][2]:
+                rate, phase, long = done[-1][0], "confirmation", False
             else:
-                nxt = cap.next_rate(done, start=start, max_rate=self.opts.max_rate)
-                if nxt is None:
+                nxt = cap.next_rate(judged, start=start, max_rate=self.opts.max_rate)
+                if nxt is None and slow and cap.needs_hold(done):
+                    assert b.low is not None
+                    rate, phase, long = b.low, "hold", True
+                elif nxt is None:
                     break
-                rate, phase = nxt, "doubling" if b.high is None else "halving" if b.low is None else "bisection"
-            step = self._step(len(done), rate, phase)
-            done.append((rate, step.verdict))
-            b = cap.bracket(done)
+                else:
+                    rate, phase = nxt, "doubling" if b.high is None else "halving" if b.low is None else "bisection"
+            step = self._step(len(done), rate, phase, long_ms if long else self.opts.step_ms)
+            done.append((rate, step.verdict, long))
+            b = cap.bracket(cap.settled(done) if slow else [(r, v) for r, v, _ in done])
             self.entry.sustainable_rate, self.entry.bracket_high, self.entry.bracket_narrow = b.low, b.high, b.narrow
-            top = next((v for r, v in reversed(done) if r == b.high), None)
+            top = next((v for r, v, _ in reversed(done) if r == b.high), None)
             self.entry.bound_by = None if top is None else "machine" if top == "machine-bound" else "engine"
             self.results.save()
             self.hooks.message(f"{self.name}: step {step.index + 1} at {rate:,.0f} events/s: {step.verdict} "
@@ -249,11 +261,12 @@ class EngineStaircase:
                 self.entry.reason = (f"the lag did not drain within {DRAIN_TIMEOUT_S} s after the step at "
                                      f"{rate:,.0f} events/s; the search stopped there")
                 return
-        b = cap.bracket(done)
-        if not b.narrow:
+        b = cap.bracket(cap.settled(done) if slow else [(r, v) for r, v, _ in done])
+        if not b.narrow or (slow and cap.needs_hold(done)):
             self.entry.reason = (f"the search ended after {len(done)} steps (--max-steps {self.opts.max_steps}, "
                                  f"--max-rate {self.opts.max_rate:,.0f}) with the bracket "
-                                 f"{_rate(b.low)} .. {_rate(b.high)}, not yet within {cap.BRACKET_SHARE:.0%}")
+                                 f"{_rate(b.low)} .. {_rate(b.high)}, not yet within {cap.BRACKET_SHARE:.0%}"
+                                 + (" and its lower end not yet held for a long step" if b.narrow else ""))
 
     # -- one step ----------------------------------------------------------------------------------------------
     def _sample(self) -> dict[str, Any]:
@@ -263,9 +276,9 @@ class EngineStaircase:
             raise HarnessError(f"the {self.name} pipeline stopped during the capacity search; see {self.work_dir}")
         return row
 
-    def _step(self, index: int, rate: float, phase: str) -> CapacityStep:
+    def _step(self, index: int, rate: float, phase: str, step_ms: int) -> CapacityStep:
         assert self.plan is not None
-        scen = step_scenario(self.scenario, rate, self.opts.step_ms)
+        scen = step_scenario(self.scenario, rate, step_ms)
         gen = GeneratorProcess(scen, self.bootstrap, self.topic,
                                owner={"run_id": self.ctx.run_id, "load_id": self.load_id})
         try:
