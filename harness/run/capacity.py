@@ -234,7 +234,7 @@ class EngineStaircase:
         done: list[cap.LongStep] = []
         while len(done) < self.opts.max_steps:
             plain = [(r, v) for r, v, _ in done]
-            judged = cap.settled(done) if slow else plain
+            judged = cap.settled(done)      # without long steps (any engine that settles fast): every step
             b = cap.bracket(judged)
             long = slow and b.high is not None          # after the doubling's first failure
             if self.opts.confirm and cap.needs_confirmation(plain) and not done[-1][2]:
@@ -250,7 +250,7 @@ class EngineStaircase:
                     rate, phase = nxt, "doubling" if b.high is None else "halving" if b.low is None else "bisection"
             step = self._step(len(done), rate, phase, long_ms if long else self.opts.step_ms)
             done.append((rate, step.verdict, long))
-            b = cap.bracket(cap.settled(done) if slow else [(r, v) for r, v, _ in done])
+            b = cap.bracket(cap.settled(done))
             self.entry.sustainable_rate, self.entry.bracket_high, self.entry.bracket_narrow = b.low, b.high, b.narrow
             top = next((v for r, v, _ in reversed(done) if r == b.high), None)
             self.entry.bound_by = None if top is None else "machine" if top == "machine-bound" else "engine"
@@ -261,7 +261,7 @@ class EngineStaircase:
                 self.entry.reason = (f"the lag did not drain within {DRAIN_TIMEOUT_S} s after the step at "
                                      f"{rate:,.0f} events/s; the search stopped there")
                 return
-        b = cap.bracket(cap.settled(done) if slow else [(r, v) for r, v, _ in done])
+        b = cap.bracket(cap.settled(done))
         if not b.narrow or (slow and cap.needs_hold(done)):
             self.entry.reason = (f"the search ended after {len(done)} steps (--max-steps {self.opts.max_steps}, "
                                  f"--max-rate {self.opts.max_rate:,.0f}) with the bracket "
