@@ -6,7 +6,7 @@ SETUP_STAMP := .cache/.setup
 BROWSER_STAMP := .cache/.browser
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test clean-stack
+.PHONY: setup quickstart test test-long clean-stack
 
 setup: $(PY_STAMP) $(SETUP_STAMP) $(BROWSER_STAMP)
 
@@ -40,6 +40,10 @@ quickstart: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The runs marked `long` (about 4 minutes): CI runs them after `make test`.
+test-long: setup
+	$(VENV)/bin/python -m pytest -m long $(PYTEST_ARGS)
 
 clean-stack:
 	-$(VENV)/bin/harness stack down

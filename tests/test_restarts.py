@@ -71,6 +71,7 @@ def fired(e: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.stack
+@pytest.mark.long
 @pytest.mark.parametrize("name", ["baseline", "flink", "spark", "batch"])
 def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[Path, dict[str, Any]], name: str) -> None:
     run_dir, doc = killed_run
@@ -101,6 +102,7 @@ def test_killed_engine_restarts_and_its_final_table_is_exact(killed_run: tuple[P
 
 
 @pytest.mark.stack
+@pytest.mark.long
 def test_restart_from_earliest_writes_duplicates(killed_run: tuple[Path, dict[str, Any]]) -> None:
     _, doc = killed_run
     e = engine(doc, "baseline")
@@ -111,6 +113,7 @@ def test_restart_from_earliest_writes_duplicates(killed_run: tuple[Path, dict[st
 
 
 @pytest.mark.stack
+@pytest.mark.long
 def test_flink_restores_its_newest_checkpoint_and_replays_only_after_it(killed_run: tuple[Path, dict[str, Any]]) -> None:
     run_dir, doc = killed_run
     e = engine(doc, "flink")
@@ -130,6 +133,7 @@ def test_flink_restores_its_newest_checkpoint_and_replays_only_after_it(killed_r
 
 
 @pytest.mark.stack
+@pytest.mark.long
 def test_spark_idempotent_sink_writes_a_replayed_batch_once(killed_run: tuple[Path, dict[str, Any]]) -> None:
     _, doc = killed_run
     e = engine(doc, "spark")
@@ -142,6 +146,7 @@ def test_spark_idempotent_sink_writes_a_replayed_batch_once(killed_run: tuple[Pa
 
 
 @pytest.mark.stack
+@pytest.mark.long
 def test_a_policy_the_engine_lacks_is_skipped_with_its_reason(killed_run: tuple[Path, dict[str, Any]]) -> None:
     run_dir, doc = killed_run
     skipped = [f for f in engine(doc, "spark")["faults"] if f["restart_policy"] == "committed"]
@@ -156,6 +161,7 @@ def test_a_policy_the_engine_lacks_is_skipped_with_its_reason(killed_run: tuple[
 
 
 @pytest.mark.stack
+@pytest.mark.long
 def test_restart_from_latest_is_judged_against_the_answer_it_promises(stack_dir: Path, tmp_path: Path) -> None:
     """latest skips what came in while the engine was down, on purpose: the harness resolves the end offsets at
     the restart, gives them to the engine, and judges the final table against the windows emitted before the
