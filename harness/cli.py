@@ -542,7 +542,8 @@ def _print_run_summary(run_dir: Path) -> None:
     for load in doc.loads:
         g, t = load.generator, load.ground_truth
         kinds = t.events_by_kind
-        out.print(f"  load {load.load_id}: sent {g.events_sent}, acknowledged {g.events_acked} "
+        lost = f" ({g.unacknowledged} never acknowledged)" if g.unacknowledged else ""
+        out.print(f"  load {load.load_id}: sent {g.events_sent}, acknowledged {g.events_acked}{lost} "
                   f"at {g.achieved_rate_eps} events/s; send delay p99 {g.send_delay_ms.p99} ms, "
                   f"ack latency p99 {g.ack_latency_ms.p99} ms; expected windows {t.windows_on_time} "
                   f"on time / {t.windows_complete} complete; late {kinds.get('late', 0)}, "

@@ -96,9 +96,15 @@ def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survi
                          engines={"flink": {"warmup_batches": 0}})
     [load] = doc["loads"]
     gen = load["generator"]
-    assert gen["delivery_errors"] == 0 and gen["events_acked"] == gen["events_sent"] == gen["events_scheduled"], gen
     [e] = doc["engines"]
     [fault] = e["faults"]
+    if not (gen["delivery_errors"] == 0 and gen["events_acked"] == gen["events_sent"] == gen["events_scheduled"]):
+        # pytest.fail, not assert: an assertion's message is cut short, and the client's log is the evidence
+        pytest.fail(f"the generator lost events across the restart: {gen['events_acked']} acknowledged, "
+                    f"{gen['unacknowledged']} never, {gen['delivery_errors']} errors of {gen['events_sent']} sent; "
+                    f"fault {fault['detail']}; the producer client's log:\n" + "\n".join(gen["client_log"])
+                    + "\nthe broker's warnings and errors since its restart:\n" + _broker_warnings(stack_dir))
+    assert gen["unacknowledged"] == 0 and isinstance(gen["client_log"], list)
     assert fault["kind"] == "restart_broker" and fault["error"] is None and "started again" in fault["detail"], fault
     assert fault["ended_at_ms"] - fault["fired_at_ms"] >= 2000
     assert isinstance(fault["engine_survived"], bool)
@@ -107,6 +113,13 @@ def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survi
     # the monitor could not read the topic's end while the broker was away: lag unknown, not 0
     away = [s for s in e["timeseries"] if fault["fired_at_ms"] + 500 <= s["wall_ms"] <= fault["ended_at_ms"] - 2500]
     assert away and all(s["lag"] is None for s in away)
+
+
+def _broker_warnings(stack_dir: Path, keep: int = 40) -> str:
+    log = stack_dir / "kafka" / "logs" / "server.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else [f"({log} not found)"]
+    started = max((i for i, line in enumerate(lines) if "Kafka Server started" in line), default=0)
+    return "\n".join([line for line in lines[started:] if " WARN " in line or " ERROR " in line][-keep:])
 
 
 def test_kill_worker_skips_say_why_per_engine_and_mode() -> None:

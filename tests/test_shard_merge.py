@@ -51,3 +51,25 @@ def test_two_shards_on_one_partition_are_refused() -> None:
     b = shard([1], [1101], {0: [1]}, acked=1)
     with pytest.raises(ValueError, match="partition 0"):
         merge_shards([a, b])
+
+
+def test_client_log_keeps_each_distinct_warning_once_and_counts_the_unacknowledged() -> None:
+    """A down broker refuses a connection every quarter second: the producer's log says so once, with a count,
+    and a load whose delivery reports never came says how many (SendStats.summary)."""
+    from harness.loadgen.generator import ClientLog
+
+    log = ClientLog(keep=2)
+    for _ in range(3):
+        log.log(30, "%s [%s] %s", "FAIL", "rdkafka#producer-1", "Connect refused")
+    log.log(7, "a debug line is dropped")
+    log.log(40, "%s [%s] %s", "ERROR", "rdkafka#producer-1", "all brokers down")
+    [refused, down] = log.lines()
+    assert refused.endswith("×3 warning FAIL [rdkafka#producer-1] Connect refused"), refused
+    assert down.endswith(" error ERROR [rdkafka#producer-1] all brokers down") and "×" not in down, down
+    log.log(30, "third")                        # over `keep`: the oldest distinct message goes
+    assert [line.split(" ", 1)[1] for line in log.lines()] == ["error ERROR [rdkafka#producer-1] all brokers down",
+                                                               "warning third"]
+    a = shard([0, 2, 3], [1001, 1201, 1302], {0: [0, 1], 2: [0]}, acked=2, sent=6)
+    a.delivery_errors, a.client_log = 1, log.lines()
+    s = a.summary()
+    assert s["unacknowledged"] == 3 and s["client_log"] == log.lines()

@@ -11,6 +11,7 @@ whole load, as a generator starved of CPU would be; intended times, and so groun
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -51,7 +52,16 @@ PRODUCER_SETTINGS: dict[str, object] = {
     "queue.buffering.max.messages": 2_000_000,
     "queue.buffering.max.kbytes": 2_000_000,
     "compression.type": "none",
+    # librdkafka gives every message a delivery report by this time at the latest, acknowledged or failed. The
+    # generator waits that long for the last reports (DELIVERY_WAIT_S), so no event's fate is left unknown: a
+    # broker that stayed away longer than the 30 s it used to wait (a restart_broker fault on a slow machine)
+    # had left a CI run's events neither acknowledged nor failed, and ground truth unable to place them.
+    "message.timeout.ms": 120_000,
 }
+DELIVERY_WAIT_S = 130.0
+# librdkafka's own warnings and errors (refused connections, a partition without a leader, a fatal idempotence
+# error): kept, the newest last, so a load whose events stayed unacknowledged says what its client saw.
+CLIENT_LOG_KEEP = 40
 
 
 @dataclass
@@ -85,6 +95,7 @@ class SendStats:
     shard_mask: np.ndarray | None = None    # over the first `sent` events: the ones this shard sent
     nice: int | None = None                 # the generator's nice value (None: not set by it)
     scheduler: str | None = None            # the sending thread's real-time policy (None: ordinary)
+    client_log: list[str] = field(default_factory=list)   # librdkafka's warnings and errors, the newest last
 
     def summary(self) -> dict[str, object]:
         from harness.metrics.stats import percentiles
@@ -111,10 +122,41 @@ class SendStats:
             "interrupted": self.interrupted,
             "nice": self.nice,
             "scheduler": self.scheduler,
+            "unacknowledged": max(0, self.sent - self.acked - self.delivery_errors),
+            "client_log": list(self.client_log),
         }
 
 
 Progress = Callable[[SendStats], None]
+
+
+class ClientLog(logging.Logger):
+    """The producer's `logger` and error callback: librdkafka's warnings and errors, each distinct message once
+    with how often and when it came (a down broker refuses a connection every quarter second), the newest last.
+    Thread-safe enough for librdkafka's threads: one dict operation per line under the GIL."""
+
+    def __init__(self, keep: int = CLIENT_LOG_KEEP) -> None:
+        super().__init__("harness.loadgen.client")
+        self.keep = keep
+        self._seen: dict[str, tuple[str, str, int]] = {}      # message -> (first hh:mm:ss, last, count)
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if level >= logging.WARNING:
+            self.add(f"{logging.getLevelName(level).lower()} " + (str(msg) % args if args else str(msg)))
+
+    def on_error(self, err: KafkaError) -> None:
+        self.add(f"error {err.name()}: {err.str()}" + (" (fatal)" if err.fatal() else ""))
+
+    def add(self, text: str) -> None:
+        now = time.strftime("%H:%M:%S")
+        first, _, n = self._seen.pop(text, None) or (now, now, 0)
+        self._seen[text] = (first, now, n + 1)     # re-inserted: the dict's order is the newest last
+        while len(self._seen) > self.keep:
+            self._seen.pop(next(iter(self._seen)))
+
+    def lines(self) -> list[str]:
+        return [f"{first}" + (f"–{last} ×{n}" if n > 1 else "") + f" {text}"
+                for text, (first, last, n) in list(self._seen.items())]
 
 
 @dataclass(frozen=True)
@@ -176,8 +218,10 @@ class LoadGenerator:
         # watermark markers then come from the producer that sends its data, so none overtakes an event.
         self.shard = shard
         self.owned = shard.partitions(self.partitions) if shard else list(range(self.partitions))
+        self.client_log = ClientLog()
         self.producer = Producer(kafka_conf(bootstrap, **{**PRODUCER_SETTINGS, **size_settings(scenario),
-                                                          **(producer_settings or {})}))
+                                                          **(producer_settings or {})},
+                                            logger=self.client_log, error_cb=self.client_log.on_error))
         self.stop = threading.Event()
         self.load_done = threading.Event()  # set once every event has been handed to the producer
         self.stats: SendStats | None = None
@@ -324,14 +368,15 @@ class LoadGenerator:
             for sec, cnt in zip(*np.unique((nz - time_base_ms) // 1000, return_counts=True)):
                 stats.sent_per_second[int(sec)] = int(cnt)
         # Every event's delivery report before load_done, so ground truth knows each one's offset (and which the
-        # broker refused). What is still queued is a few linger intervals' worth.
-        deadline = time.monotonic() + 30
+        # broker refused). What is still queued is a few linger intervals' worth, unless the broker is away.
+        deadline = time.monotonic() + DELIVERY_WAIT_S
         while len(self.producer) and time.monotonic() < deadline:
             self._poll(stats, 0.005)
             now = clock()
             if now >= next_hb:
                 self._heartbeats(stats, now // 1_000_000)
                 next_hb = now + hb_every_ns
+        stats.client_log = self.client_log.lines()
         self.load_done.set()
         # Heartbeats after the load, until the last window can have closed everywhere.
         while heartbeat_until_ms is not None and not self.stop.is_set() and clock() // 1_000_000 < heartbeat_until_ms:
@@ -343,10 +388,11 @@ class LoadGenerator:
             if progress and time.monotonic() >= next_progress:
                 progress(stats)
                 next_progress = time.monotonic() + progress_every_s
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DELIVERY_WAIT_S
         while len(self.producer) and time.monotonic() < deadline:
             self._poll(stats, 0.1)
         stats.finished_ms = clock() // 1_000_000
+        stats.client_log = self.client_log.lines()
         if progress:
             progress(stats)
         return stats

@@ -664,7 +664,8 @@ def loads(run: RunData) -> Table:
         t.rows.append(Row(ld.load_id, [
             Cell(f"{ld.engine or 'none'} #{ld.repeat}"), by,
             Cell(f"{g.events_sent} / {g.events_scheduled}", "bad" if g.events_sent != g.events_scheduled else ""),
-            Cell(str(g.events_acked), "bad" if g.delivery_errors > g.refused_too_large else ""),
+            Cell(str(g.events_acked) + (f" ({g.unacknowledged} never acknowledged)" if g.unacknowledged else ""),
+                 "bad" if g.delivery_errors > g.refused_too_large or g.unacknowledged else ""),
             Cell(fmt(num(g.achieved_rate_eps), "", 1)),
             Cell(fmt(num(g.send_delay_ms.p99), "", 2)),
             Cell(fmt(num(g.ack_latency_ms.p99), "", 2)),

@@ -16,7 +16,7 @@ import psycopg
 from harness import groundtruth
 from harness.errors import HarnessError
 from harness.loadgen.events import EventModel
-from harness.loadgen.generator import SendStats
+from harness.loadgen.generator import DELIVERY_WAIT_S, SendStats
 from harness.loadgen.process import GeneratorProcess
 from harness.run.locust_load import LocustLoad
 from harness.run.planning import backlog_time_base, close_horizon_ms, next_time_base
@@ -170,7 +170,7 @@ class LoadSession:
         self.truth = truth
         return truth
 
-    def stop(self, join_s: float = 60) -> None:
+    def stop(self, join_s: float = DELIVERY_WAIT_S + 10) -> None:
         """Stop sending (heartbeats included); unless join_s is 0, wait for the generator and make sure its
         process has gone."""
         if self.gen is not None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.errors import EXIT_FAILED, HarnessError
 from harness.loadgen.encoding import JsonEncoder
-from harness.loadgen.generator import Progress, SendStats, Shard
+from harness.loadgen.generator import CLIENT_LOG_KEEP, Progress, SendStats, Shard
 from harness.run.planning import close_horizon_ms, next_time_base
 from harness.run.shard import ShardFiles, ensure_topic, shard_skew, summary
 from harness.scenario import Scenario
@@ -75,6 +75,7 @@ def merge_shards(parts: list[SendStats]) -> SendStats:
         ack_latency_ms=[v for p in parts for v in p.ack_latency_ms], sent=sent,
         acked=sum(p.acked for p in parts), delivery_errors=sum(p.delivery_errors for p in parts),
         last_error=next((p.last_error for p in parts if p.last_error), None),
+        client_log=[line for p in parts for line in p.client_log][-CLIENT_LOG_KEEP:],
         heartbeats_sent=sum(p.heartbeats_sent for p in parts),
         heartbeats_acked=sum(p.heartbeats_acked for p in parts),
         acked_per_second=total([p.acked_per_second for p in parts]),
