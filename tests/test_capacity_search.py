@@ -34,6 +34,13 @@ def test_step_verdicts() -> None:
     assert v == "machine-bound" and "2.1% below" in why
     assert verdict(achieved=981.0)[0] == "sustainable"
     assert verdict(send_delay_p99_ms=5.1)[0] == "machine-bound"
+    # a machine with no CPU to spare: even a step the engine kept up with is the machine's figure, not a pass
+    v, why = verdict(machine_busy_cores=1.84, machine_cores=2)
+    assert v == "machine-bound" and "92% busy (1.84 of 2 cores" in why, why
+    assert verdict(machine_busy_cores=1.79, machine_cores=2)[0] == "sustainable"
+    assert verdict(machine_busy_cores=None, machine_cores=2)[0] == "sustainable"       # not measured
+    v, why = verdict(achieved=900.0, machine_busy_cores=2.0, machine_cores=2)
+    assert v == "machine-bound" and "below the" in why and "100% busy" in why           # both reasons given
 
 
 def search(knee: float, start: float = 500, max_rate: float = 200_000, machine: float | None = None) -> list[float]:

@@ -32,6 +32,13 @@ def _totals() -> tuple[int, int] | None:
     return ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks[:8])
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds every CPU of the machine has spent busy since boot (a counter: differences are what count),
+    or None where /proc/stat cannot be read."""
+    t = _totals()
+    return None if t is None else (t[1] - t[0]) / os.sysconf("SC_CLK_TCK")
+
+
 def idle_fraction(window_s: float = WINDOW_S) -> float | None:
     """The share of CPU time spent idle over the next window_s seconds."""
     a = _totals()

@@ -18,8 +18,9 @@ INTRO = (f"Each engine ran once and took a staircase of constant rates: doubling
          f"narrower than {cap.BRACKET_SHARE:.0%} of its lower end. A step is sustainable when, after its warm-up, "
          f"the lag did not grow (the keeping-up rule of `harness run`) and its p99 latency met the bound. A step "
          f"whose generator fell behind (achieved rate over {cap.GEN_RATE_SHORTFALL:.0%} short, or send-delay p99 "
-         f"over {cap.GEN_SEND_DELAY_P99_MS:g} ms) is machine-bound: it closes the bracket from above and says the "
-         f"load generator, not the engine, was the limit. Cores are CPU seconds per second of the step; on this "
+         f"over {cap.GEN_SEND_DELAY_P99_MS:g} ms), or after whose warm-up the machine's CPUs were at least "
+         f"{cap.MACHINE_BUSY_SHARE:.0%} busy, is machine-bound: it closes the bracket from above and says the "
+         f"machine, not the engine, was the limit. Cores are CPU seconds per second of the step; on this "
          f"machine every process shares the same cores, so a curve above them is bound by the machine.")
 
 
@@ -31,7 +32,7 @@ def summary_rows(run: RunData) -> list[list[str]]:
     rows = []
     for c in run.doc.capacity:
         rows.append([c.engine, c.status, _f(c.sustainable_rate), _f(c.bracket_high),
-                     {"machine": "the machine (generator fell behind)", "engine": "the engine"}.get(c.bound_by or "",
+                     {"machine": "the machine (CPUs or generator)", "engine": "the engine"}.get(c.bound_by or "",
                                                                                                  "–"),
                      "yes" if c.bracket_narrow else "no", str(len(c.steps)),
                      f"{c.latency_bound_metric.replace('_', '-')} p99 ≤ {c.latency_bound_ms / 1000:g} s",
@@ -44,7 +45,7 @@ SUMMARY_COLUMNS = ["engine", "status", "sustainable events/s", "bracket high", "
                    "latency bound", "note"]
 STEP_COLUMNS = ["step", "phase", "offered/s", "achieved/s", "send delay p99 ms", "verdict", "lag slope rec/s",
                 "p50 ms", "p99 ms", "windows final", "CPU s per M events", "cores engine", "cores broker",
-                "cores PostgreSQL", "cores generator", "peak RSS MB", "drained s", "reason"]
+                "cores PostgreSQL", "cores generator", "cores machine", "peak RSS MB", "drained s", "reason"]
 
 
 def step_rows(c: EngineCapacity) -> list[list[str]]:
@@ -56,7 +57,9 @@ def step_rows(c: EngineCapacity) -> list[list[str]]:
                     s.verdict, _f(s.keeping_up.lag_slope_records_per_s), _f(p.p50), _f(p.p99),
                     f"{s.windows_exact}/{s.windows_expected}", _f(s.cpu_seconds_per_million, ".1f"),
                     _f(s.cores.engine, ".2f"), _f(s.cores.broker, ".2f"), _f(s.cores.postgres, ".2f"),
-                    _f(s.cores.generator, ".2f"), _f(s.peak_rss_mb, ".0f"), _f(s.drained_s, ".1f"), s.reason])
+                    _f(s.cores.generator, ".2f"),
+                    _f(s.cores.machine, ".2f") + (f" of {s.cores.machine_cores}" if s.cores.machine_cores else ""),
+                    _f(s.peak_rss_mb, ".0f"), _f(s.drained_s, ".1f"), s.reason])
     return out
 
 

@@ -199,6 +199,11 @@ class GeneratorStats(Section):
     scheduler: Optional[str] = Field(None, description="the sending thread's real-time policy while it kept a "
                                      "paced schedule (\"SCHED_FIFO 10\" where allowed; None: ordinary, under its "
                                      "nice value)")
+    unacknowledged: int = Field(0, description="events sent whose delivery report never came (neither an "
+                                "acknowledgement nor an error) before the generator gave up waiting: ground truth "
+                                "cannot place them, so the load is flagged")
+    client_log: list[str] = Field(default_factory=list, description="the producer client's own warnings and errors "
+                                  "(librdkafka's log at warning and above, and its error callback), the newest last")
 
 
 class GroundTruthSummary(Section):
@@ -507,6 +512,8 @@ class Sample(Section):
     cgroup_cpu_s: Optional[float] = None
     broker_cpu_s: Optional[float] = None
     postgres_cpu_s: Optional[float] = None
+    machine_busy_s: Optional[float] = Field(None, description="CPU seconds the whole machine's CPUs have been busy "
+                                            "since boot (/proc/stat; None where unreadable): a counter")
 
 
 class BacklogDrain(Section):
@@ -589,6 +596,9 @@ class CoresUsed(Section):
     broker: Optional[float] = Field(None, description="the embedded broker (None for an external one)")
     postgres: Optional[float] = Field(None, description="the embedded PostgreSQL (None for an external one)")
     generator: Optional[float] = None
+    machine: Optional[float] = Field(None, description="every process on the machine, after the step's warm-up "
+                                     "(/proc/stat): what the four above leave out is the harness and the rest")
+    machine_cores: Optional[int] = Field(None, description="the CPUs /proc/stat counts")
 
 
 class CapacityStep(Section):

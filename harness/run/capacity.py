@@ -9,6 +9,7 @@ sustainable the lag drains before the next one starts. Every finished step is sa
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -361,11 +362,16 @@ class EngineStaircase:
         measured = (e2r if self.bound.metric == "event_to_result" else close)["p99"]
         delay = send_delay_after_warmup(stats, model, scen.warmup)
         send_p99 = delay["p99"]
-        verdict, reason = cap.judge_step(
-            offered=rate, achieved=summary["achieved_rate_eps"], send_delay_p99_ms=send_p99, kept_up=ku.kept_up,
-            keeping_up_reason=ku.reason, latency_p99_ms=measured, bound=self.bound, windows_without_final=without)
         span_end = tb + scen.duration
         span_s = scen.duration / 1000
+        # the machine's CPUs over the judged span, the one the lag and latency verdicts are drawn from
+        judged_s = (span_end - (tb + scen.warmup)) / 1000
+        busy = _per_s(flow.used_between(rows, "machine_busy_s", tb + scen.warmup, span_end), judged_s)
+        ncpu = os.cpu_count()
+        verdict, reason = cap.judge_step(
+            offered=rate, achieved=summary["achieved_rate_eps"], send_delay_p99_ms=send_p99, kept_up=ku.kept_up,
+            keeping_up_reason=ku.reason, latency_p99_ms=measured, bound=self.bound, windows_without_final=without,
+            machine_busy_cores=busy, machine_cores=ncpu)
         method = self.group.method if self.group is not None else "sampled"
         engine_cpu = flow.used_between(rows, "cgroup_cpu_s" if method != "sampled" else "cpu_s", tb, span_end)
         gen_used = gen_cpu[1] - gen_cpu[0] if None not in gen_cpu else None
@@ -385,7 +391,7 @@ class EngineStaircase:
             cores=CoresUsed(engine=_per_s(engine_cpu, span_s),
                             broker=_per_s(flow.used_between(rows, "broker_cpu_s", tb, span_end), span_s),
                             postgres=_per_s(flow.used_between(rows, "postgres_cpu_s", tb, span_end), span_s),
-                            generator=_per_s(gen_used, span_s)),
+                            generator=_per_s(gen_used, span_s), machine=busy, machine_cores=ncpu),
             peak_rss_mb=max(rss) if rss else None)
 
     def _drain(self, step: CapacityStep) -> bool:

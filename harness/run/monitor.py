@@ -10,6 +10,7 @@ import psycopg
 
 from harness.engines.protocol import Engine, EngineContext
 from harness.loadgen.process import GeneratorProcess
+from harness.metrics import cpu_idle
 from harness.metrics.cgroups import EngineGroup
 from harness.metrics.resources import ResourceSampler, service_cpu_seconds
 from harness.stack.probes import kafka_conf
@@ -104,6 +105,7 @@ class Monitor:
             "cgroup_cpu_s": self.group.cpu_seconds() if self.group is not None else None,
             "broker_cpu_s": self._service_cpu("kafka"),
             "postgres_cpu_s": self._service_cpu("postgres"),
+            "machine_busy_s": cpu_idle.busy_cpu_seconds(),
         }
         self.rows.append(row)
         return row
