@@ -104,7 +104,8 @@ def test_broker_restart_under_flink_loses_nothing_and_says_whether_the_job_survi
                     f"{gen['unacknowledged']} never, {gen['delivery_errors']} errors of {gen['events_sent']} sent; "
                     f"fault {fault['detail']}; the producer client's log:\n" + "\n".join(gen["client_log"])
                     + "\nthe broker's warnings and errors since its restart:\n" + _broker_warnings(stack_dir))
-    assert gen["unacknowledged"] == 0 and isinstance(gen["client_log"], list)
+    # the producer's own view of the outage reached the result (child process, pipe, document)
+    assert any("_ALL_BROKERS_DOWN" in line or "Connection refused" in line for line in gen["client_log"]), gen
     assert fault["kind"] == "restart_broker" and fault["error"] is None and "started again" in fault["detail"], fault
     assert fault["ended_at_ms"] - fault["fired_at_ms"] >= 2000
     assert isinstance(fault["engine_survived"], bool)
